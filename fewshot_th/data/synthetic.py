@@ -1,0 +1,494 @@
+"""SynthHeads: procedural talking-head videos with exact landmarks and exact ground truth.
+
+Every identity is a small 3D face: 68 template landmarks (the layout of
+``fewshot_th.landmarks.PARTS``) deformed by the identity's shape, plus a skull, ears, hair,
+neck and shoulders, each with the identity's colours. Every video moves the head (yaw,
+pitch, roll, translation, scale) and the face (speech, blinks, brow raises, gaze) smoothly.
+A frame is drawn by rotating the 3D points, projecting them (weak perspective) and painting
+the parts back to front with ``fewshot_th.data.raster.paint``.
+
+Because the renderer knows everything, ``render(identity, pose)`` draws the *true* image of
+any identity in any pose: a generated frame can be scored against exact ground truth even
+when one person is driven by another's motion, which no real dataset allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from . import raster
+
+SPLITS = {"train": 0, "test": 1}
+FRAME_STEP_SECONDS = 0.12  # time between frames: every third frame of a 25 fps video
+
+_SKIN = np.array([[0.97, 0.82, 0.71], [0.86, 0.64, 0.50], [0.62, 0.42, 0.29],
+                  [0.40, 0.26, 0.18]], dtype=np.float32)
+_HAIR = np.array([[0.07, 0.06, 0.06], [0.24, 0.14, 0.08], [0.45, 0.30, 0.16],
+                  [0.86, 0.71, 0.42], [0.62, 0.24, 0.10], [0.72, 0.72, 0.72]], dtype=np.float32)
+_EYES = np.array([[0.33, 0.19, 0.09], [0.22, 0.45, 0.78], [0.27, 0.52, 0.30],
+                  [0.50, 0.56, 0.62], [0.52, 0.40, 0.18]], dtype=np.float32)
+HAIR_STYLES = ("short", "fringe", "side_parting", "receding", "long", "bald")
+
+
+@dataclass
+class Pose:
+    """Head pose and expression of one or more frames (every field a float or an ``(N,)`` array).
+
+    yaw, pitch, roll are degrees; tx, ty a shift in image widths; scale multiplies the head
+    size; mouth, blink and brow go from 0 (closed, open, rest) to 1; gaze_x, gaze_y in [-1, 1].
+    """
+
+    yaw: np.ndarray | float = 0.0
+    pitch: np.ndarray | float = 0.0
+    roll: np.ndarray | float = 0.0
+    tx: np.ndarray | float = 0.0
+    ty: np.ndarray | float = 0.0
+    scale: np.ndarray | float = 1.0
+    mouth: np.ndarray | float = 0.0
+    blink: np.ndarray | float = 0.0
+    brow: np.ndarray | float = 0.0
+    gaze_x: np.ndarray | float = 0.0
+    gaze_y: np.ndarray | float = 0.0
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        values = {f.name: np.atleast_1d(np.asarray(getattr(self, f.name), np.float32))
+                  for f in fields(self)}
+        n = max(v.shape[0] for v in values.values())
+        for name, v in values.items():
+            if v.ndim != 1 or v.shape[0] not in (1, n) or not np.isfinite(v).all():
+                raise ValueError(f"Pose.{name} must be finite and a number or an array of "
+                                 f"length {n}, got {getattr(self, name)!r}")
+        return {name: np.broadcast_to(v, (n,)) for name, v in values.items()}
+
+    def __len__(self) -> int:
+        return len(self.as_arrays()["yaw"])
+
+    def __getitem__(self, index) -> "Pose":
+        arrays = self.as_arrays()
+        return Pose(**{name: v[index] for name, v in arrays.items()})
+
+
+def _identity_attributes(seed: int, split: int, identity: int) -> dict[str, np.ndarray]:
+    """Draw one identity. The seed sequence (seed, split, identity) makes splits disjoint."""
+    rng = np.random.default_rng([seed, split, identity, 0x5EED])
+    u = rng.uniform
+    skin_t = u(0, 1) * (len(_SKIN) - 1)
+    lo = int(min(skin_t, len(_SKIN) - 2))
+    skin = _SKIN[lo] + (_SKIN[lo + 1] - _SKIN[lo]) * (skin_t - lo) + u(-0.03, 0.03, 3)
+    hair = _HAIR[rng.integers(len(_HAIR))] * u(0.85, 1.15) + u(-0.03, 0.03, 3)
+    style_p = np.array([0.24, 0.2, 0.2, 0.12, 0.2, 0.04])
+    top = u(0.15, 0.95, 3)
+    return {
+        "face_width": u(0.88, 1.08), "face_length": u(0.92, 1.08), "jaw_power": u(0.5, 1.0),
+        "eye_spacing": u(0.29, 0.36), "eye_width": u(0.11, 0.15), "eye_height": u(0.05, 0.075),
+        "nose_length": u(0.85, 1.15), "nose_width": u(0.12, 0.19),
+        "mouth_width": u(0.21, 0.29), "lip_thickness": u(0.08, 0.13),
+        "brow_arch": u(0.01, 0.07), "brow_thickness": u(0.016, 0.04), "ear_size": u(0.85, 1.2),
+        "hair_style": float(rng.choice(len(HAIR_STYLES), p=style_p)),
+        "hair_volume": u(1.03, 1.12), "glasses": float(u(0, 1) < 0.25),
+        "skin": skin, "hair": hair, "brow_color": hair * u(0.5, 0.9),
+        "eyes": _EYES[rng.integers(len(_EYES))] + u(-0.04, 0.04, 3),
+        "lips": skin * np.array([0.95, 0.58, 0.6]) + u(-0.04, 0.04, 3),
+        "glasses_color": u(0.0, 0.5, 3) * (u(0, 1) < 0.5),
+        "background_top": top, "background_bottom": top * u(0.45, 0.9),
+        "clothing": u(0.05, 0.9, 3),
+    }
+
+
+def _video_pose(seed: int, split: int, identity: int, video: int, t: np.ndarray) -> Pose:
+    """Smooth head and face motion of one video at times ``t`` (seconds)."""
+    rng = np.random.default_rng([seed, split, identity, video, 0xF00D])
+    u = rng.uniform
+
+    def wave(amplitude, f_lo, f_hi):
+        f1, f2 = u(f_lo, f_hi), u(f_lo, f_hi) * 2.3
+        p1, p2 = u(0, 2 * np.pi, 2)
+        return amplitude * (0.75 * np.sin(2 * np.pi * f1 * t + p1)
+                            + 0.25 * np.sin(2 * np.pi * f2 * t + p2))
+
+    speech_rate, talk_rate, talk_phase = u(2.5, 4.5), u(0.1, 0.3), u(0, 2 * np.pi)
+    syllables = np.clip(np.sin(2 * np.pi * speech_rate * t + u(0, 2 * np.pi)), 0, 1)
+    talking = np.clip(1.5 * np.sin(2 * np.pi * talk_rate * t + talk_phase) + 0.7, 0, 1)
+    blink_rate, blink_phase = u(0.2, 0.45), u(0, 1)
+    blink_cycle = np.mod(t * blink_rate + blink_phase, 1.0)
+    return Pose(
+        yaw=np.clip(wave(u(15, 30), 0.08, 0.25) + u(-8, 8), -30, 30),
+        pitch=np.clip(wave(u(5, 15), 0.08, 0.3), -15, 15),
+        roll=np.clip(wave(u(3, 10), 0.05, 0.2), -10, 10),
+        tx=wave(u(0.0, 0.05), 0.05, 0.2), ty=wave(u(0.0, 0.04), 0.05, 0.2),
+        scale=u(0.92, 1.06) + wave(0.04, 0.03, 0.1),
+        mouth=syllables * talking * u(0.6, 1.0),
+        blink=np.exp(-(((blink_cycle - 0.5) * 4.0 / blink_rate) ** 2)),
+        brow=np.clip(wave(1.0, 0.05, 0.25), 0, 1) ** 2 * u(0.3, 1.0),
+        gaze_x=wave(0.6, 0.1, 0.4), gaze_y=wave(0.3, 0.1, 0.4),
+    )
+
+
+def _rotation(yaw, pitch, roll) -> np.ndarray:
+    """``(N, 3, 3)`` rotation Rz(roll) Rx(pitch) Ry(yaw); x right, y down, z towards camera."""
+    y, p, r = (np.deg2rad(a).astype(np.float32) for a in (yaw, pitch, roll))
+    one, zero = np.ones_like(y), np.zeros_like(y)
+    ry = np.stack([np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], -1)
+    rx = np.stack([one, zero, zero, zero, np.cos(p), np.sin(p), zero, -np.sin(p), np.cos(p)], -1)
+    rz = np.stack([np.cos(r), -np.sin(r), zero, np.sin(r), np.cos(r), zero, zero, zero, one], -1)
+    shape = (-1, 3, 3)
+    return rz.reshape(shape) @ rx.reshape(shape) @ ry.reshape(shape)
+
+
+def _front_z(x, y):
+    """Depth of the front of the face at (x, y), in head units."""
+    return 0.62 - 0.55 * x**2 - 0.12 * y**2
+
+
+def _stack(x, y, z) -> np.ndarray:
+    x, y, z = np.broadcast_arrays(x, y, z)
+    return np.stack([x, y, z], axis=-1).astype(np.float32)
+
+
+def _col(a: dict, name: str) -> np.ndarray:
+    return a[name][:, None]
+
+
+def face_landmarks_3d(a: dict, p: dict) -> np.ndarray:
+    """The 68 landmarks in head coordinates ``(N, 68, 3)`` for attributes ``a`` and pose ``p``.
+
+    Head units: the chin is about 0.9 below the eyes' level, x right, y down, z to camera.
+    """
+    mouth, blink, brow = (p[k][:, None] for k in ("mouth", "blink", "brow"))
+    jw, fl = 0.70 * _col(a, "face_width"), _col(a, "face_length")
+    angle = np.linspace(0.0, np.pi, 17)[None]
+    sin = np.sin(angle)
+    chin = 0.88 * fl + 0.12 * mouth * sin**2
+    jaw = _stack(-jw * np.cos(angle), -0.05 + (chin + 0.05) * sin ** _col(a, "jaw_power"),
+                 0.05 + 0.6 * sin)
+
+    es, t = _col(a, "eye_spacing"), np.linspace(0.0, 1.0, 5)[None]
+    bx = -(es + 0.2) + 0.4 * t
+    by = -0.30 * fl - _col(a, "brow_arch") * np.sin(np.pi * t) - 0.07 * brow
+    brow_r = _stack(bx, by, _front_z(bx, by) + 0.02)
+    brow_l = brow_r[:, ::-1] * np.float32([-1, 1, 1])
+
+    nl, nw = _col(a, "nose_length"), _col(a, "nose_width")
+    ny = np.float32([-0.22, -0.08, 0.06, 0.20])[None] * nl
+    bridge = _stack(0.0, ny, _front_z(0.0, ny) + np.float32([0.02, 0.07, 0.13, 0.2]))
+    nx = nw * np.float32([-1, -0.5, 0, 0.5, 1])
+    nyy = 0.27 * nl + np.float32([0, 0.03, 0.045, 0.03, 0])
+    nostrils = _stack(nx, nyy, _front_z(nx, nyy) + np.float32([0.05, 0.09, 0.12, 0.09, 0.05]))
+
+    ew, eh = _col(a, "eye_width"), _col(a, "eye_height")
+    up, low = -eh * (1 - blink) + blink * 0.45 * eh, 0.75 * eh
+    ex = -es + ew * np.float32([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
+    ey = -0.12 + np.concatenate([0 * up, up, up, 0 * up + 0.005, low + 0 * up, low + 0 * up], 1)
+    eye_r = _stack(ex, ey, _front_z(ex, ey) - 0.02)
+    eye_l = eye_r[:, [3, 2, 1, 0, 5, 4]] * np.float32([-1, 1, 1])
+
+    mw = _col(a, "mouth_width") * (1 - 0.12 * mouth)
+    lt, o, my = _col(a, "lip_thickness"), 0.16 * mouth, 0.56 * fl
+    ox = mw * np.float32([-1, -.6, -.22, 0, .22, .6, 1, .6, .22, 0, -.22, -.6])
+    oy = my + np.concatenate([0.3 * o, -0.55 * lt, -0.75 * lt, -0.6 * lt, -0.75 * lt, -0.55 * lt,
+                              0.3 * o, 0.8 * lt + o, lt + o, 1.05 * lt + o, lt + o, 0.8 * lt + o], 1)
+    ix = mw * np.float32([-0.8, -0.3, 0, 0.3, 0.8, 0.3, 0, -0.3])
+    top, bottom = -0.1 * lt - 0.1 * o, 0.1 * lt + o
+    iy = my + np.concatenate([0.3 * o, top, top, top, 0.3 * o, bottom, bottom, bottom], 1)
+    outer = _stack(ox, oy, _front_z(ox, oy) + 0.05)
+    inner = _stack(ix, iy, _front_z(ix, iy) + 0.04)
+    return np.concatenate([jaw, brow_r, brow_l, bridge, nostrils, eye_r, eye_l, outer, inner], 1)
+
+
+def _hairline(style: np.ndarray, u: np.ndarray, fl: np.ndarray) -> np.ndarray:
+    """Height of the hairline across the forehead (u = -1 left temple .. 1 right temple)."""
+    lines = np.stack([
+        -0.62 * fl + 0.45 * u**4,                                    # short
+        -0.42 * fl + 0.25 * u**4,                                    # fringe
+        -0.55 * fl + 0.14 * u + 0.35 * u**4,                         # side parting
+        -0.82 * fl + 0.12 * np.exp(-(u / 0.3) ** 2) + 0.6 * u**4,    # receding, widow's peak
+        -0.60 * fl + 0.45 * u**4,                                    # long
+        -0.62 * fl + 0.45 * u**4,                                    # bald (not drawn)
+    ], 0)
+    return np.take_along_axis(lines, style.astype(np.int64)[None, :, None], 0)[0]
+
+
+def head_geometry_3d(a: dict, p: dict, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """Everything that is not a landmark: skull, ears, hair, nose shade, irises, glasses."""
+    n = landmarks.shape[0]
+    jw, fl = 0.70 * _col(a, "face_width"), _col(a, "face_length")
+    b = np.linspace(0.0, np.pi, 15)[None, 1:-1]
+    skull = _stack(jw * np.cos(b), -0.05 - (1.02 * fl - 0.05) * np.sin(b), 0.05 + 0.1 * np.sin(b))
+
+    es = _col(a, "ear_size")
+    t = np.linspace(0, 2 * np.pi, 8, endpoint=False)[None]
+    ears = [_stack(side * (jw - 0.05 + 0.21 * es * (0.5 + 0.5 * np.cos(t))),
+                   -0.08 + 0.17 * es * np.sin(t), -0.02 + 0.09 * es * np.cos(t))
+            for side in (-1.0, 1.0)]
+
+    vol = _col(a, "hair_volume")
+    bo = np.linspace(-0.15, np.pi + 0.15, 13)[None]
+    outer = _stack(vol * jw * np.cos(bo), -0.05 - (1.02 * fl - 0.05) * vol * np.sin(bo),
+                   0.05 + 0.12 * np.sin(bo))
+    u = np.linspace(-0.97, 0.97, 9)[None]
+    hy = _hairline(a["hair_style"], np.broadcast_to(u, (n, 9)), fl)
+    hairline = _stack(u * jw, hy, 0.08 + 0.55 * np.sqrt(1 - u**2))
+    cap = np.concatenate([outer, hairline], 1)
+    back_arc = skull * np.float32([1.12, 1.1, 1])
+    down = _stack(jw * np.float32([-1.2, -1.1, 1.1, 1.2]), np.float32([0.4, 1.15, 1.15, 0.4]), -0.2)
+    hair_back = np.concatenate([back_arc, down], 1)
+
+    nl, nw = _col(a, "nose_length"), _col(a, "nose_width")
+    shade = _stack(np.concatenate([0 * nw, 0 * nw, 0.9 * nw, 0.35 * nw], 1),
+                   np.concatenate([-0.18 * nl, 0.2 * nl, 0.27 * nl, -0.05 + 0 * nl], 1),
+                   np.float32([0.62, 0.8, 0.62, 0.6]))
+    nostrils = _stack(nw * np.float32([-0.55, 0.55]), 0.27 * nl + 0.035, 0.7)
+
+    eye_r, eye_l = landmarks[:, 36:42].mean(1), landmarks[:, 42:48].mean(1)
+    gaze = np.stack([p["gaze_x"] * 0.5 * a["eye_width"], p["gaze_y"] * 0.02,
+                     np.full(n, 0.02, np.float32)], -1)[:, None]
+    irises = np.stack([eye_r, eye_l], 1) + gaze
+
+    ring = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    circle = np.stack([0.17 * np.cos(ring), 0.15 * np.sin(ring), 0 * ring + 0.1], -1)[None]
+    glasses = [(c[:, None] + circle).astype(np.float32) for c in (eye_r, eye_l)]
+    neck = _stack(np.float32([0.27, -0.27]), 0.5, -0.1)
+    return {"skull": skull, "ears": ears, "cap": cap, "hair_back": hair_back,
+            "nose_shade": shade, "nostrils": nostrils, "irises": irises, "glasses": glasses,
+            "neck": np.broadcast_to(neck, (n, 2, 3))}
+
+
+# The display list: (name, kind, number of points, clip shape, shaded), painted in this order.
+_SHAPES = (
+    ("hair_back", raster.FILL, 17, None, False),
+    ("body", raster.ELLIPSE, 2, None, False),
+    ("neck", raster.FILL, 4, None, False),
+    ("ear_r", raster.FILL, 8, None, True),
+    ("ear_l", raster.FILL, 8, None, True),
+    ("head", raster.FILL, 30, None, True),
+    ("nose_shade", raster.FILL, 4, None, False),
+    ("eye_r", raster.FILL, 6, None, False),
+    ("eye_l", raster.FILL, 6, None, False),
+    ("iris_r", raster.ELLIPSE, 2, "eye_r", False),
+    ("iris_l", raster.ELLIPSE, 2, "eye_l", False),
+    ("pupil_r", raster.ELLIPSE, 2, "eye_r", False),
+    ("pupil_l", raster.ELLIPSE, 2, "eye_l", False),
+    ("lid_r", raster.OPEN_LINE, 4, None, False),
+    ("lid_l", raster.OPEN_LINE, 4, None, False),
+    ("brow_r", raster.OPEN_LINE, 5, None, False),
+    ("brow_l", raster.OPEN_LINE, 5, None, False),
+    ("nostril_r", raster.ELLIPSE, 2, None, False),
+    ("nostril_l", raster.ELLIPSE, 2, None, False),
+    ("lips", raster.FILL, 12, None, False),
+    ("mouth", raster.FILL, 8, None, False),
+    ("teeth", raster.FILL, 10, "mouth", False),
+    ("lip_line", raster.OPEN_LINE, 5, None, False),
+    ("hair", raster.FILL, 22, None, False),
+    ("glasses_r", raster.CLOSED_LINE, 12, None, False),
+    ("glasses_l", raster.CLOSED_LINE, 12, None, False),
+    ("glasses_bridge", raster.OPEN_LINE, 2, None, False),
+)
+_INDEX = {name: i for i, (name, *_) in enumerate(_SHAPES)}
+_COUNTS = np.array([s[2] for s in _SHAPES])
+_KINDS = np.array([s[1] for s in _SHAPES])
+_CLIPS = np.array([-1 if s[3] is None else _INDEX[s[3]] for s in _SHAPES])
+_SHADED = np.array([s[4] for s in _SHAPES])
+_MAX_POINTS = int(_COUNTS.max())
+
+
+def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(N, 3, size, size)`` and landmarks ``(N, 68, 2)`` for per-frame attributes/poses."""
+    n = p["yaw"].shape[0]
+    rot = _rotation(p["yaw"], p["pitch"], p["roll"])
+    scale = (size * 0.34 * p["scale"])[:, None, None]
+    centre = (size * np.stack([0.5 + p["tx"], 0.45 + p["ty"]], -1))[:, None]
+
+    def project(points3d):
+        return (centre + scale * (points3d @ rot.transpose(0, 2, 1))[..., :2]).astype(np.float32)
+
+    lm3 = face_landmarks_3d(a, p)
+    geo = head_geometry_3d(a, p, lm3)
+    lm = project(lm3)
+    s = scale[:, 0, 0]
+    points = np.zeros((n, len(_SHAPES), _MAX_POINTS, 2), np.float32)
+    width = np.zeros((n, len(_SHAPES)), np.float32)
+    soft = np.ones((n, len(_SHAPES)), np.float32)
+    alpha = np.ones((n, len(_SHAPES)), np.float32)
+    color = np.zeros((n, len(_SHAPES), 3), np.float32)
+
+    def put(name, pts, rgb, w=0.0, a_=1.0, softness=1.0):
+        i = _INDEX[name]
+        points[:, i, : pts.shape[1]] = pts
+        color[:, i] = rgb
+        width[:, i] = np.maximum(w, 0.3)
+        alpha[:, i] = a_
+        soft[:, i] = np.maximum(softness, 1.0)
+
+    def ellipse(cx_cy, rx, ry):
+        return np.stack([cx_cy, np.stack([rx, ry], -1)], 1)
+
+    skin, hair = a["skin"], a["hair"]
+    long_hair = (a["hair_style"] == HAIR_STYLES.index("long")).astype(np.float32)
+    bald = (a["hair_style"] == HAIR_STYLES.index("bald")).astype(np.float32)
+    put("hair_back", project(geo["hair_back"]), hair * 0.85, a_=long_hair)
+    body_c = np.stack([size * (0.5 + 0.6 * p["tx"]), size * (1.05 + 0.3 * p["ty"])], -1)
+    put("body", ellipse(body_c, 0.40 * size * p["scale"], 0.30 * size + 0 * s), a["clothing"])
+    neck_bottom = body_c[:, None] + np.stack(
+        [np.float32([-0.11, 0.11])[None] * size * p["scale"][:, None],
+         np.full((n, 2), -0.27 * size, np.float32)], -1)
+    put("neck", np.concatenate([project(geo["neck"]), neck_bottom], 1), skin * 0.72)
+    put("ear_r", project(geo["ears"][0]), skin * 0.92)
+    put("ear_l", project(geo["ears"][1]), skin * 0.92)
+    put("head", np.concatenate([lm[:, :17], project(geo["skull"])], 1), skin)
+    face_dir = rot[:, :, 2] @ raster._LIGHT
+    put("nose_shade", project(geo["nose_shade"]), skin * 0.55,
+        a_=0.35 + 0.3 * np.clip(np.sin(np.deg2rad(p["yaw"])) * 2, 0, 1), softness=0.07 * s)
+    white = np.float32([0.93, 0.92, 0.89])
+    put("eye_r", lm[:, 36:42], white)
+    put("eye_l", lm[:, 42:48], white)
+    iris = project(geo["irises"])
+    for side, k in (("r", 0), ("l", 1)):
+        put(f"iris_{side}", ellipse(iris[:, k], 0.052 * s, 0.055 * s), a["eyes"])
+        put(f"pupil_{side}", ellipse(iris[:, k], 0.022 * s, 0.024 * s), np.float32([0.03] * 3))
+    lash = np.float32([0.12, 0.08, 0.07])
+    put("lid_r", lm[:, 36:40], lash, w=0.012 * s)
+    put("lid_l", lm[:, 42:46], lash, w=0.012 * s)
+    put("brow_r", lm[:, 17:22], a["brow_color"], w=a["brow_thickness"] * s)
+    put("brow_l", lm[:, 22:27], a["brow_color"], w=a["brow_thickness"] * s)
+    nostrils = project(geo["nostrils"])
+    for side, k in (("r", 0), ("l", 1)):
+        put(f"nostril_{side}", ellipse(nostrils[:, k], 0.035 * s, 0.018 * s), skin * 0.35,
+            a_=0.8)
+    put("lips", lm[:, 48:60], a["lips"])
+    mouth_open = np.clip(p["mouth"] * 8, 0, 1)
+    put("mouth", lm[:, 60:68], np.float32([0.22, 0.05, 0.07]), a_=mouth_open)
+    upper = lm[:, 60:65]
+    teeth_edge = upper[:, ::-1] + np.float32([0, 1]) * 0.05 * s[:, None, None]
+    put("teeth", np.concatenate([upper, teeth_edge], 1), np.float32([0.95, 0.94, 0.88]),
+        a_=mouth_open)
+    put("lip_line", upper, a["lips"] * 0.5, w=0.008 * s, a_=0.7)
+    put("hair", project(geo["cap"]), hair, a_=1 - bald)
+    gl = [project(g) for g in geo["glasses"]]
+    put("glasses_r", gl[0], a["glasses_color"], w=0.014 * s, a_=a["glasses"])
+    put("glasses_l", gl[1], a["glasses_color"], w=0.014 * s, a_=a["glasses"])
+    put("glasses_bridge", np.stack([gl[0][:, 0], gl[1][:, 6]], 1), a["glasses_color"],
+        w=0.014 * s, a_=a["glasses"])
+
+    head_c = project(np.zeros((n, 1, 3), np.float32) + np.float32([0, -0.1, 0]))[:, 0]
+    light = np.stack([head_c[:, 0], head_c[:, 1], 0.73 * a["face_width"] * s,
+                      a["face_length"] * s, 0.62 + 0.25 * (face_dir - raster._LIGHT[2]),
+                      np.full(n, 0.42, np.float32)], -1)
+    background = np.stack([a["background_top"], a["background_bottom"]], 1)
+    frames = raster.paint(size, background, points, _COUNTS, _KINDS, _CLIPS, _SHADED, width,
+                          soft, color, alpha, light)
+    return frames, lm
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+class SynthHeads(torch.utils.data.Dataset):
+    """Procedural talking-head videos: the book's built-in dataset.
+
+    ``len(ds)`` is the number of videos, ``num_identities * num_videos_per_identity``; video
+    ``i`` shows identity ``i // num_videos_per_identity``. ``ds[i]`` is a dict with
+    ``frames`` ``(T, 3, H, W)`` in [0, 1], ``landmarks`` ``(T, 68, 2)`` pixel coordinates
+    ``(x, y)`` and ``identity``. Everything is a pure function of
+    ``(seed, split, identity, video, frame)``, so it is the same in every run and worker.
+    Train and test identities come from different seed sequences: disjoint by construction.
+    """
+
+    def __init__(self, split: str = "train", num_identities: int = 100,
+                 num_videos_per_identity: int = 4, frames_per_video: int = 32,
+                 size: int = 64, seed: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self.split = split
+        self.num_identities = _check_int("num_identities", num_identities, 1)
+        self.num_videos_per_identity = _check_int("num_videos_per_identity",
+                                                  num_videos_per_identity, 1)
+        self.frames_per_video = _check_int("frames_per_video", frames_per_video, 2)
+        self.size = _check_int("size", size, 32)
+        self.seed = _check_int("seed", seed, 0)
+        attrs = [_identity_attributes(self.seed, SPLITS[split], i)
+                 for i in range(self.num_identities)]
+        self._attributes = {k: np.stack([np.asarray(a[k], np.float32) for a in attrs])
+                            for k in attrs[0]}
+
+    def __len__(self) -> int:
+        return self.num_identities * self.num_videos_per_identity
+
+    def __repr__(self) -> str:
+        return (f"SynthHeads(split={self.split!r}, identities={self.num_identities}, "
+                f"videos={len(self)}, frames_per_video={self.frames_per_video}, "
+                f"size={self.size}, seed={self.seed})")
+
+    def _video(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"video index must be an integer, got {index!r}")
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"video index {index} out of range for {len(self)} videos")
+        return int(index) % len(self)
+
+    def identity_of(self, index: int) -> int:
+        """Identity shown in video ``index``."""
+        return self._video(index) // self.num_videos_per_identity
+
+    def attributes(self, identity: int) -> dict[str, np.ndarray]:
+        """The appearance and shape attributes of one identity (a copy)."""
+        identity = self._identity(identity)
+        return {k: v[identity].copy() for k, v in self._attributes.items()}
+
+    def _identity(self, identity) -> int:
+        if isinstance(identity, bool) or not isinstance(identity, (int, np.integer)) \
+                or not 0 <= identity < self.num_identities:
+            raise ValueError(f"identity must be an integer in [0, {self.num_identities}), "
+                             f"got {identity!r}")
+        return int(identity)
+
+    def pose(self, index: int, frame_indices=None) -> Pose:
+        """Pose and expression of frames of video ``index`` (all frames by default)."""
+        index = self._video(index)
+        frames = self._frame_indices(frame_indices)
+        identity, video = divmod(index, self.num_videos_per_identity)
+        return _video_pose(self.seed, SPLITS[self.split], identity, video,
+                           frames.astype(np.float64) * FRAME_STEP_SECONDS)
+
+    def _frame_indices(self, frame_indices) -> np.ndarray:
+        if frame_indices is None:
+            return np.arange(self.frames_per_video)
+        frames = np.atleast_1d(np.asarray(frame_indices))
+        if frames.dtype.kind not in "iu" or frames.ndim != 1 or (frames < 0).any() \
+                or (frames >= self.frames_per_video).any():
+            raise ValueError(f"frame indices must be integers in [0, {self.frames_per_video}), "
+                             f"got {frame_indices!r}")
+        return frames
+
+    def render(self, identity: int, pose: Pose, return_landmarks: bool = False):
+        """The true image of ``identity`` in ``pose`` (any pose, also other videos' poses).
+
+        Returns ``(3, H, W)`` for a pose of scalars, ``(N, 3, H, W)`` for a pose of arrays;
+        with ``return_landmarks`` also the ``(..., 68, 2)`` landmarks.
+        """
+        if not isinstance(pose, Pose):
+            raise TypeError(f"pose must be a Pose, got {type(pose).__name__}")
+        identity = self._identity(identity)
+        single = np.ndim(pose.yaw) == 0 and len(pose) == 1
+        p = pose.as_arrays()
+        n = p["yaw"].shape[0]
+        a = {k: np.repeat(v[identity][None], n, 0) for k, v in self._attributes.items()}
+        frames, landmarks = _draw(a, p, self.size)
+        frames, landmarks = torch.from_numpy(frames), torch.from_numpy(landmarks)
+        if single:
+            frames, landmarks = frames[0], landmarks[0]
+        return (frames, landmarks) if return_landmarks else frames
+
+    def get_frames(self, index: int, frame_indices=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the chosen frames of video ``index``: ``(frames (n,3,H,W), landmarks (n,68,2))``."""
+        pose = self.pose(index, frame_indices)
+        return self.render(self.identity_of(index), pose, return_landmarks=True)
+
+    def __getitem__(self, index: int) -> dict:
+        frames, landmarks = self.get_frames(index)
+        return {"frames": frames, "landmarks": landmarks, "identity": self.identity_of(index)}

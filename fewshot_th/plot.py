@@ -1,0 +1,124 @@
+"""Figures for the book: image grids, landmark overlays, animations, the method diagram."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+__all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram"]
+
+
+def to_numpy_image(image) -> np.ndarray:
+    """``(3, H, W)`` tensor or array in [0, 1] -> ``(H, W, 3)`` float array for ``imshow``."""
+    array = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else \
+        np.asarray(image, dtype=np.float32)
+    if array.ndim != 3 or array.shape[0] != 3:
+        raise ValueError(f"expected an image of shape (3, H, W), got {array.shape}")
+    return np.clip(array.transpose(1, 2, 0), 0.0, 1.0)
+
+
+def overlay(frames: torch.Tensor, landmark_images: torch.Tensor, dim: float = 0.6) -> torch.Tensor:
+    """Landmark images drawn over (dimmed) frames: the brighter value wins per channel."""
+    if frames.shape != landmark_images.shape:
+        raise ValueError(f"frames {tuple(frames.shape)} and landmark images "
+                         f"{tuple(landmark_images.shape)} must have the same shape")
+    return torch.maximum(frames * dim, landmark_images)
+
+
+def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = None,
+                ncols: int | None = None, size: float = 1.8, suptitle: str | None = None):
+    """Show ``(3, H, W)`` images in a grid; returns the matplotlib figure."""
+    images = list(images)
+    if not images:
+        raise ValueError("show_images needs at least one image")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(titles)} titles for {len(images)} images")
+    ncols = min(ncols or len(images), len(images))
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(to_numpy_image(images[i]), interpolation="nearest")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def animate(videos: Sequence[torch.Tensor], titles: Sequence[str] | None = None,
+            fps: int = 8, size: float = 2.2):
+    """Play several ``(T, 3, H, W)`` videos side by side; returns a ``FuncAnimation``.
+
+    In a notebook, ``IPython.display.HTML(anim.to_jshtml())`` shows it with a play button,
+    also in the rendered book.
+    """
+    videos = list(videos)
+    if not videos or any(v.ndim != 4 for v in videos):
+        raise ValueError("animate needs one or more videos of shape (T, 3, H, W)")
+    length = min(len(v) for v in videos)
+    fig, axes = plt.subplots(1, len(videos), figsize=(size * len(videos), size + 0.3),
+                             squeeze=False)
+    shown = []
+    for i, (ax, video) in enumerate(zip(axes[0], videos)):
+        ax.axis("off")
+        shown.append(ax.imshow(to_numpy_image(video[0]), interpolation="nearest"))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+
+    def step(t):
+        for artist, video in zip(shown, videos):
+            artist.set_data(to_numpy_image(video[t]))
+        return shown
+
+    anim = animation.FuncAnimation(fig, step, frames=length, interval=1000 / fps, blit=True)
+    plt.close(fig)
+    return anim
+
+
+def _box(ax, xy, text, color, width=1.5, height=0.8):
+    ax.add_patch(FancyBboxPatch((xy[0] - width / 2, xy[1] - height / 2), width, height,
+                                boxstyle="round,pad=0.05", fc=color, ec="black", lw=1))
+    ax.text(xy[0], xy[1], text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, start, end, text=None):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, lw=1.2))
+    if text:
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.15, text,
+                ha="center", fontsize=8)
+
+
+def method_diagram():
+    """The paper's Fig. 2 in boxes: embedder E, generator G with P, discriminator D."""
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 4.2)
+    ax.axis("off")
+    _box(ax, (1.2, 3.3), "K frames x(s)\n+ landmarks y(s)", "#dfe9f7", 2.0)
+    _box(ax, (4.0, 3.3), "Embedder E", "#ffd9a8")
+    _box(ax, (6.6, 3.3), "ê = mean of\nE(x(s), y(s))", "#fff3c4", 1.8)
+    _box(ax, (1.2, 1.1), "target landmarks\ny(t)", "#dfe9f7", 2.0)
+    _box(ax, (6.6, 1.1), "Generator G\nAdaIN(ψ̂ = P ê)", "#c9efc9", 2.0)
+    _box(ax, (9.4, 1.1), "x̂(t)", "#f3d1f4", 1.0)
+    _box(ax, (9.4, 3.3), "Discriminator D\nr = Vᵀ(W_i + w0) + b", "#f7c6c6", 2.4)
+    _arrow(ax, (2.2, 3.3), (3.25, 3.3))
+    _arrow(ax, (4.75, 3.3), (5.7, 3.3))
+    _arrow(ax, (6.6, 2.85), (6.6, 1.55), "ψ̂ = P ê")
+    _arrow(ax, (2.2, 1.1), (5.6, 1.1))
+    _arrow(ax, (7.6, 1.1), (8.9, 1.1))
+    _arrow(ax, (9.4, 1.55), (9.4, 2.85), "realism score")
+    ax.text(6.6, 0.2, "meta-learning: E, G, D trained on K-shot episodes of many videos; "
+            "few-shot: ê from K frames of a new person (FF), then fine-tuning (FT)",
+            ha="center", fontsize=8, style="italic")
+    ax.set_title("Few-shot talking heads (Zakharov et al., 2019): the three networks")
+    return fig

@@ -1,0 +1,197 @@
+import numpy as np
+import pytest
+import torch
+
+from fewshot_th.data import Pose, SynthHeads
+from fewshot_th.data.synthetic import HAIR_STYLES
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def heads():
+    return SynthHeads("train", num_identities=8, num_videos_per_identity=2, frames_per_video=12,
+                      size=SIZE, seed=3)
+
+
+def test_len_item_shapes_dtype_and_range(heads):
+    assert len(heads) == 16
+    item = heads[5]
+    assert item["frames"].shape == (12, 3, SIZE, SIZE) and item["frames"].dtype == torch.float32
+    assert item["landmarks"].shape == (12, 68, 2)
+    assert item["identity"] == 2 == heads.identity_of(5)
+    assert 0 <= item["frames"].min() and item["frames"].max() <= 1
+
+
+@pytest.mark.parametrize("size", [32, 45, 256])
+def test_any_size_from_32_works(size):
+    frames = SynthHeads(num_identities=1, num_videos_per_identity=1, frames_per_video=2,
+                        size=size)[0]["frames"]
+    assert frames.shape == (2, 3, size, size) and torch.isfinite(frames).all()
+
+
+def test_frames_are_deterministic_across_instances_and_differ_across_seeds(heads):
+    again = SynthHeads("train", num_identities=8, num_videos_per_identity=2, frames_per_video=12,
+                       size=SIZE, seed=3)
+    assert torch.equal(heads[7]["frames"], again[7]["frames"])
+    other = SynthHeads("train", num_identities=8, num_videos_per_identity=2, frames_per_video=12,
+                       size=SIZE, seed=4)
+    assert not torch.equal(heads[7]["frames"], other[7]["frames"])
+
+
+def test_a_frame_does_not_depend_on_which_other_frames_are_rendered(heads):
+    frames, points = heads.get_frames(3, [9, 2])
+    video = heads[3]
+    assert torch.equal(frames[0], video["frames"][9]) and torch.equal(frames[1], video["frames"][2])
+    assert torch.equal(points, video["landmarks"][[9, 2]])
+
+
+def test_same_frames_in_dataloader_workers(heads):
+    loader = torch.utils.data.DataLoader(heads, batch_size=4, num_workers=2)
+    batch = next(iter(loader))
+    for i in range(4):
+        assert torch.equal(batch["frames"][i], heads[i]["frames"])
+
+
+def test_train_and_test_identities_are_disjoint():
+    train = SynthHeads("train", num_identities=40, size=32)
+    test = SynthHeads("test", num_identities=40, size=32)
+
+    def signature(ds, i):
+        a = ds.attributes(i)
+        return np.concatenate([np.ravel(a[k]) for k in sorted(a)])
+
+    train_sigs = {signature(train, i).tobytes() for i in range(40)}
+    test_sigs = {signature(test, i).tobytes() for i in range(40)}
+    assert len(train_sigs) == 40 and len(test_sigs) == 40
+    assert not train_sigs & test_sigs
+    assert not torch.equal(train[0]["frames"], test[0]["frames"])
+
+
+def test_identities_have_many_independent_attributes():
+    ds = SynthHeads("train", num_identities=60, size=32)
+    varying = [k for k in ds.attributes(0)
+               if np.std([np.ravel(ds.attributes(i)[k]) for i in range(60)], 0).max() > 1e-3]
+    assert len(varying) >= 8
+    styles = {int(ds.attributes(i)["hair_style"]) for i in range(60)}
+    assert len(styles) >= 4 and max(styles) < len(HAIR_STYLES)
+    assert 0 < np.mean([ds.attributes(i)["glasses"] for i in range(60)]) < 1
+
+
+def test_landmarks_stay_inside_the_frame():
+    ds = SynthHeads("test", num_identities=20, num_videos_per_identity=2, frames_per_video=40,
+                    size=SIZE)
+    for i in range(len(ds)):
+        points = ds.get_frames(i)[1]
+        assert (points >= 0).all() and (points <= SIZE - 1).all()
+
+
+def test_motion_is_smooth_within_the_ranges_and_the_face_talks_and_blinks():
+    ds = SynthHeads(num_identities=6, num_videos_per_identity=2, frames_per_video=200, size=SIZE)
+    for i in range(len(ds)):
+        pose = ds.pose(i)
+        assert np.abs(pose.yaw).max() <= 30 and np.abs(pose.pitch).max() <= 15
+        assert np.abs(pose.roll).max() <= 10
+        assert np.ptp(pose.yaw) > 10, "the head turns"
+        assert pose.mouth.max() > 0.3 and pose.mouth.min() < 0.05, "the mouth opens and closes"
+        assert pose.blink.max() > 0.5, "the eyes blink"
+        points = ds.get_frames(i)[1]
+        step = (points[1:] - points[:-1]).norm(dim=-1).mean(-1)
+        assert step.max() < 0.1 * SIZE, "consecutive frames are close"
+
+
+def test_one_identity_keeps_its_appearance_and_identities_differ(heads):
+    # The per-video colour statistics of one identity are closer to its other video than to
+    # any other identity's videos.
+    def colours(i):
+        frames = heads[i]["frames"]
+        return torch.stack([frames.mean((0, 2, 3)), frames.std((0, 2, 3))]).flatten()
+
+    stats = torch.stack([colours(i) for i in range(len(heads))])
+    distance = torch.cdist(stats, stats)
+    distance.fill_diagonal_(float("inf"))
+    nearest = distance.argmin(1)
+    same = [heads.identity_of(int(j)) == heads.identity_of(i) for i, j in enumerate(nearest)]
+    assert all(same)
+
+
+def test_render_of_a_videos_identity_and_pose_equals_the_video_frame(heads):
+    video = heads[9]
+    pose = heads.pose(9)
+    for t in (0, 4, 11):
+        frame, points = heads.render(heads.identity_of(9), pose[t], return_landmarks=True)
+        assert frame.shape == (3, SIZE, SIZE)
+        assert torch.equal(frame, video["frames"][t])
+        assert torch.equal(points, video["landmarks"][t])
+
+
+def test_render_drives_one_identity_with_another_videos_motion(heads):
+    pose = heads.pose(0)  # motion of identity 0
+    driven, points = heads.render(5, pose, return_landmarks=True)
+    assert driven.shape == (12, 3, SIZE, SIZE)
+    assert not torch.equal(driven, heads[0]["frames"])
+    own = heads.render(5, Pose())
+    assert own.shape == (3, SIZE, SIZE)
+
+
+def _pixel(image, xy):
+    return image[:, int(round(float(xy[1]))), int(round(float(xy[0])))]
+
+
+def test_drawn_face_lines_up_with_its_landmarks():
+    ds = SynthHeads("train", num_identities=40, size=256, seed=1)
+    plain = [i for i in range(40) if ds.attributes(i)["glasses"] == 0
+             and HAIR_STYLES[int(ds.attributes(i)["hair_style"])] in ("short", "receding")]
+    assert plain
+    for identity in plain[:3]:
+        a = ds.attributes(identity)
+        frame, p = ds.render(identity, Pose(), return_landmarks=True)
+        # Lips: between the outer and inner outline of the upper lip, the lip colour.
+        lips = p[[50, 51, 52, 61, 62, 63]].mean(0)
+        assert torch.allclose(_pixel(frame, lips), torch.tensor(a["lips"]).clamp(0, 1), atol=0.02)
+        # Eyes: the centre of each eye outline is the dark pupil.
+        for eye in (slice(36, 42), slice(42, 48)):
+            assert _pixel(frame, p[eye].mean(0)).max() < 0.1
+        # Brows: the brow colour on the brow points.
+        assert torch.allclose(_pixel(frame, p[19]), torch.tensor(a["brow_color"]).clamp(0, 1),
+                              atol=0.05)
+        # An open mouth: dark inside the inner lip outline, teeth along the upper inner lip.
+        frame_open, q = ds.render(identity, Pose(mouth=1.0), return_landmarks=True)
+        assert torch.allclose(_pixel(frame_open, q[60:68].mean(0)),
+                              torch.tensor([0.22, 0.05, 0.07]), atol=0.03)
+        assert _pixel(frame_open, q[62] + torch.tensor([0.0, 2.0])).min() > 0.8
+        # Face outline: skin inside the jaw line, background just outside it.
+        inward = (p[30] - p[3]) / (p[30] - p[3]).norm()
+        inside, outside = p[3] + 3 * inward, p[3] - 3 * inward
+        row = int(round(float(outside[1])))
+        background = torch.tensor(a["background_top"] + (a["background_bottom"]
+                                                         - a["background_top"]) * row / 255)
+        assert torch.allclose(_pixel(frame, outside), background, atol=0.03)
+        assert (_pixel(frame, inside) - background).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"split": "val"}, "split"),
+    ({"num_identities": 0}, "num_identities"),
+    ({"frames_per_video": 1}, "frames_per_video"),
+    ({"size": 16}, "size"),
+    ({"seed": -1}, "seed"),
+])
+def test_bad_arguments_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SynthHeads(**kwargs)
+
+
+def test_bad_indices_and_poses_raise_clear_errors(heads):
+    with pytest.raises(IndexError):
+        heads[len(heads)]
+    with pytest.raises(ValueError, match="frame indices"):
+        heads.get_frames(0, [12])
+    with pytest.raises(ValueError, match="identity"):
+        heads.render(8, Pose())
+    with pytest.raises(ValueError, match="yaw"):
+        heads.render(0, Pose(yaw=np.array([0.0, np.nan])))
+    with pytest.raises(ValueError, match="length"):
+        heads.render(0, Pose(yaw=np.zeros(3), pitch=np.zeros(2)))
+    with pytest.raises(TypeError):
+        heads.render(0, {"yaw": 0})
