@@ -13,21 +13,23 @@ __all__ = ["synthheads_viewer", "episode_viewer", "show_episode"]
 
 
 def synthheads_viewer(dataset) -> widgets.Widget:
-    """Sliders over videos and frames: the frame, its landmark image and both overlaid."""
-    video = widgets.IntSlider(0, 0, len(dataset) - 1, description="video")
+    """Identity, video and frame sliders: the frame, its landmark image and both overlaid."""
+    identity = widgets.IntSlider(0, 0, dataset.num_identities - 1, description="identity")
+    video = widgets.IntSlider(0, 0, dataset.num_videos_per_identity - 1, description="video")
     frame = widgets.IntSlider(0, 0, dataset.frames_per_video - 1, description="frame")
 
-    def show(video_index, frame_index):
-        frames, points = dataset.get_frames(video_index, [frame_index])
+    def show(identity_index, video_of_identity, frame_index):
+        index = identity_index * dataset.num_videos_per_identity + video_of_identity
+        frames, points = dataset.get_frames(index, [frame_index])
         image = draw_landmarks(points, dataset.size)
-        identity = dataset.identity_of(video_index)
         show_images([frames[0], image[0], overlay(frames, image)[0]],
                     ["frame", "landmark image y", "overlay"], size=2.4,
-                    suptitle=f"identity {identity}, video {video_index}, frame {frame_index}")
+                    suptitle=f"identity {identity_index}, video {index}, frame {frame_index}")
         plt.show()
 
-    out = widgets.interactive_output(show, {"video_index": video, "frame_index": frame})
-    return widgets.VBox([widgets.HBox([video, frame]), out])
+    controls = {"identity_index": identity, "video_of_identity": video, "frame_index": frame}
+    out = widgets.interactive_output(show, controls)
+    return widgets.VBox([widgets.HBox([identity, video, frame]), out])
 
 
 def show_episode(episode: dict, max_sources: int = 16):

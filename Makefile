@@ -1,0 +1,47 @@
+# One entry point: `make book` builds the book, `make test` runs every test.
+# Both create (or reuse) the virtual environment .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch. On this project's machines pip finds it on local disk; elsewhere
+# use e.g. make TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+# The book and its checks run on the CPU profile unless told otherwise.
+export FEWSHOT_TH_PROFILE ?= cpu
+export MPLBACKEND ?= Agg
+
+.PHONY: venv book test bench figures outputs clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+# Build the HTML book, executing every chapter (cached: unchanged chapters are not re-run).
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	@echo "open _build/html/index.html"
+
+# Every test in one pytest run: unit tests, a book build that must have no warnings
+# (tests/test_book.py) and every chapter under nbval (pytest options in pyproject.toml).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/landmark_drawing.py
+	$(BIN)/python bench/synthheads_speed.py
+
+# Regenerate the committed figures, and the stored outputs nbval compares against.
+figures: $(STAMP)
+	$(BIN)/python book/figures/make_figures.py
+
+outputs: $(STAMP)
+	$(BIN)/python book/refresh_outputs.py
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,100 @@
+"""The book: its configuration, its chapters' conventions, and a build with no warnings."""
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def toc_files():
+    return [TOC["root"]] + [entry["file"] for entry in TOC["chapters"]]
+
+
+def test_toc_lists_existing_files_and_every_chapter():
+    for name in toc_files():
+        assert any((ROOT / f"{name}{ext}").exists() for ext in (".md", ".ipynb")), name
+    listed = set(toc_files())
+    for chapter in CHAPTERS:
+        assert f"book/{chapter.stem}" in listed, f"{chapter.name} is not in _toc.yml"
+    assert CHAPTERS, "the book needs at least one chapter"
+
+
+def test_config_pins_execution_launch_buttons_and_bibliography():
+    assert CONFIG["execute"]["execute_notebooks"] == "cache"
+    assert CONFIG["execute"]["timeout"] > 0
+    assert CONFIG["launch_buttons"]["colab_url"].startswith("https://colab")
+    assert CONFIG["launch_buttons"]["binderhub_url"]
+    assert (ROOT / CONFIG["bibtex_bibfiles"][0]).exists()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_first_cell_installs_on_colab_picks_the_profile_and_seeds(chapter):
+    first = nbformat.read(chapter, as_version=4).cells[0]
+    assert first.cell_type == "code"
+    url = re.search(r'REPOSITORY = "([^"]+)"', first.source)
+    assert url and url.group(1) == CONFIG["repository"]["url"], \
+        "the Colab install cell must name the repository of _config.yml"
+    for needed in ("google.colab", "default_profile()", "seed_everything("):
+        assert needed in first.source
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_checked_cells_have_stored_outputs_and_others_do_not(chapter):
+    cells = [c for c in nbformat.read(chapter, as_version=4).cells if c.cell_type == "code"]
+    checked = [c for c in cells if c.source.startswith(MARK)]
+    assert checked, "each chapter checks some deterministic outputs with nbval"
+    for cell in checked:
+        assert cell.outputs and cell.execution_count, \
+            f"run `make outputs`: a checked cell has no stored output:\n{cell.source[:80]}"
+    assert all(not c.outputs for c in cells if not c.source.startswith(MARK)), \
+        "only checked cells keep outputs in git (run `make outputs`)"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_has_goals_summary_and_exercises(chapter):
+    text = "\n".join(c.source for c in nbformat.read(chapter, as_version=4).cells
+                     if c.cell_type == "markdown")
+    for heading in ("Learning goals", "## Summary", "## Exercises", "{cite}"):
+        assert heading in text, f"{chapter.name} lacks {heading!r}"
+
+
+def test_environment_yml_lists_every_dependency_of_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + [d for group in project["optional-dependencies"].values()
+                                        for d in group]
+    environment = (ROOT / "environment.yml").read_text().lower()
+    for requirement in wanted:
+        name = re.split(r"[<>=!\[ ;]", requirement, maxsplit=1)[0].lower()
+        assert name in environment, f"{name} is in pyproject.toml but not in environment.yml"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.book
+def test_book_builds_without_warnings():
+    """`jupyter-book build` with warnings as errors: broken references fail here, not for readers."""
+    executable = Path(sys.executable).with_name("jupyter-book")
+    command = [str(executable) if executable.exists() else shutil.which("jupyter-book"),
+               "build", str(ROOT), "--warningiserror", "--nitpick", "--keep-going"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3000)
+    log = result.stdout + result.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running" not in line]
+    assert result.returncode == 0 and not warnings, log[-4000:]
+    page = (ROOT / "_build" / "html" / "book" / "01_talking_heads_and_landmarks.html").read_text()
+    assert "application/vnd.jupyter.widget-view+json" in page, "the widgets must be in the HTML"
