@@ -19,12 +19,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
-from ._numba import numba
 import numpy as np
 import torch
+
+from ._numba import numba
 
 __all__ = [
     "Part",

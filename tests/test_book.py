@@ -4,11 +4,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,13 +88,14 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.mark.book
 def test_book_builds_without_warnings():
-    """`jupyter-book build` with warnings as errors: broken references fail here, not for readers."""
+    """Build with warnings as errors: a broken reference fails here, not for a reader."""
     executable = Path(sys.executable).with_name("jupyter-book")
     command = [str(executable) if executable.exists() else shutil.which("jupyter-book"),
                "build", str(ROOT), "--warningiserror", "--nitpick", "--keep-going"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3000)
     log = result.stdout + result.stderr
-    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running" not in line]
+    warnings = [line for line in log.splitlines()
+                if "WARNING" in line and "Kernel is running" not in line]
     assert result.returncode == 0 and not warnings, log[-4000:]
     page = (ROOT / "_build" / "html" / "book" / "01_talking_heads_and_landmarks.html").read_text()
     assert "application/vnd.jupyter.widget-view+json" in page, "the widgets must be in the HTML"

@@ -36,8 +36,9 @@ def test_frames_and_landmark_images_come_from_the_video(videos):
     chosen = episode["frame_indices"]
     assert torch.equal(episode["source_frames"], video["frames"][chosen[:3]])
     assert torch.equal(episode["target_frame"], video["frames"][chosen[3]])
-    assert torch.equal(episode["source_landmarks"], draw_landmarks(video["landmarks"][chosen[:3]], 32))
-    assert torch.equal(episode["target_landmarks"], draw_landmarks(video["landmarks"][chosen[3]], 32))
+    points = video["landmarks"][chosen]
+    assert torch.equal(episode["source_landmarks"], draw_landmarks(points[:3], 32))
+    assert torch.equal(episode["target_landmarks"], draw_landmarks(points[3], 32))
 
 
 def test_episodes_are_deterministic_per_seed_and_change_with_the_epoch(videos):

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot_th import landmarks as lmk
 from fewshot_th.data import SynthHeads
-from fewshot_th.landmarks import PARTS, SEGMENTS, SEGMENT_COLORS, draw_landmarks
+from fewshot_th.landmarks import PARTS, SEGMENT_COLORS, SEGMENTS, draw_landmarks
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ parallel, which is what makes a few thousand 64 px frames per second possible on
 
 from __future__ import annotations
 
-from .._numba import numba
 import numpy as np
+
+from .._numba import numba
 
 FILL, OPEN_LINE, CLOSED_LINE, ELLIPSE = 0, 1, 2, 3
 
@@ -121,7 +122,8 @@ def _paint(out, background, points, counts, kinds, clips, shaded, width, soft, c
                     if cover <= 0.0:
                         continue
                     if clip >= 0:
-                        cover *= _clamp01(0.5 - _polygon_sd(points[b, clip], counts[clip], col, row))
+                        inside = _polygon_sd(points[b, clip], counts[clip], col, row)
+                        cover *= _clamp01(0.5 - inside)
                         if cover <= 0.0:
                             continue
                     cover *= a
@@ -134,7 +136,8 @@ def _paint(out, background, points, counts, kinds, clips, shaded, width, soft, c
                         lambert = max(u * light_dir[0] + v * light_dir[1] + w * light_dir[2], 0.0)
                         shade = light[b, 4] + light[b, 5] * lambert
                     for c in range(3):
-                        out[b, c, row, col] += cover * (color[b, s, c] * shade - out[b, c, row, col])
+                        under = out[b, c, row, col]
+                        out[b, c, row, col] = under + cover * (color[b, s, c] * shade - under)
 
 
 def paint(size, background, points, counts, kinds, clips, shaded, width, soft, color, alpha,
