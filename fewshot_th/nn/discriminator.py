@@ -1,0 +1,85 @@
+"""The projection discriminator D (Sec. 3.2 of the paper; Miyato & Koyama, 2018).
+
+D(x, y, i; θ, W, w0, b) scores how real a frame x looks, how well it fits the landmark image
+y, and (in meta-learning) how well it matches video i. A trunk V, like the embedder's plus one
+more residual block at the bottom, maps (x, y) to a vector v; the score is Eq. (3):
+
+    r = V(x, y; θ)ᵀ (W_i + w0) + b,
+
+with one column W_i of W per training *video*. In fine-tuning (Sec. 3.3) the video's vector
+is replaced by one person-specific w', initialised to w0 + ê_new: ``forward(..., w=w_prime)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .blocks import ResBlock
+from .embedder import DownTrunk, check_pair
+
+__all__ = ["ProjectionDiscriminator"]
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D with parameters θ (the trunk V), W ``(num_videos, D)``, w0 ``(D,)`` and b ``(1,)``.
+
+    ``forward(image, landmarks, video_index)`` -> ``(score (B,), features)``, where features
+    are the outputs of every block of V (for the feature-matching loss).
+    """
+
+    def __init__(self, config: ModelConfig, num_videos: int):
+        super().__init__()
+        if isinstance(num_videos, bool) or not isinstance(num_videos, int) or num_videos < 1:
+            raise ValueError(f"num_videos must be a positive integer, got {num_videos!r}")
+        self.config = config
+        self.trunk = DownTrunk(config, in_channels=6)
+        self.bottom = ResBlock(config.embedding_size, sn=config.spectral_norm)
+        self.W = nn.Parameter(torch.randn(num_videos, config.embedding_size) * 0.02)
+        self.w0 = nn.Parameter(torch.zeros(config.embedding_size))
+        self.b = nn.Parameter(torch.zeros(1))
+
+    @property
+    def num_videos(self) -> int:
+        return self.W.shape[0]
+
+    def features(self, image: torch.Tensor, landmarks: torch.Tensor):
+        """``(v (B, D), [block outputs])`` for images and landmark images ``(B, 3, H, W)``."""
+        check_pair(self.config, image, landmarks, ("image", "landmarks"), leading=1)
+        x = torch.cat([image, landmarks], dim=1)
+        maps = self.trunk(x)
+        maps.append(self.bottom(maps[-1]))
+        v = F.relu(maps[-1]).sum(dim=(2, 3))  # BigGAN style: ReLU, then global sum pooling
+        return v, maps
+
+    def embed(self, image: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """v = V(x, y; θ): ``(B, 3, H, W)`` pairs -> ``(B, D)``."""
+        return self.features(image, landmarks)[0]
+
+    def forward(self, image: torch.Tensor, landmarks: torch.Tensor,
+                video_index: torch.Tensor | None = None, *, w: torch.Tensor | None = None):
+        """Realism score r = vᵀ(W_i + w0) + b (Eq. 3), or vᵀw' + b with ``w`` given.
+
+        ``video_index``: ``(B,)`` integer tensor; ``w``: ``(D,)`` or ``(B, D)``.
+        Returns ``(score (B,), features list)``.
+        """
+        if (video_index is None) == (w is None):
+            raise ValueError("give exactly one of video_index (meta-learning) or w (fine-tuning)")
+        v, maps = self.features(image, landmarks)
+        if w is None:
+            video_index = torch.as_tensor(video_index, device=v.device)
+            if video_index.shape != (v.shape[0],) or video_index.dtype not in (
+                    torch.int32, torch.int64):
+                raise ValueError(f"video_index must be {v.shape[0]} integers, "
+                                 f"got {tuple(video_index.shape)} {video_index.dtype}")
+            if video_index.min() < 0 or video_index.max() >= self.num_videos:
+                raise ValueError(f"video_index must be in [0, {self.num_videos}), got "
+                                 f"values from {int(video_index.min())} to {int(video_index.max())}")
+            w = self.W[video_index] + self.w0
+        elif w.shape not in ((v.shape[1],), (v.shape[0], v.shape[1])):
+            raise ValueError(f"w must have shape ({v.shape[1]},) or ({v.shape[0]}, {v.shape[1]}), "
+                             f"got {tuple(w.shape)}")
+        score = (v * w).sum(dim=1) + self.b
+        return score, maps
