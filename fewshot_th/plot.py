@@ -10,7 +10,8 @@ import torch
 from matplotlib import animation
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram"]
+__all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram",
+           "stage_shapes", "architecture"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -121,4 +122,40 @@ def method_diagram():
             "few-shot: ê from K frames of a new person (FF), then fine-tuning (FT)",
             ha="center", fontsize=8, style="italic")
     ax.set_title("Few-shot talking heads (Zakharov et al., 2019): the three networks")
+    return fig
+
+
+def stage_shapes(network: torch.nn.Module, *inputs, **kwargs) -> list[tuple[str, tuple]]:
+    """Run ``network(*inputs, **kwargs)`` once and record the output shape of each of its
+    ``stages()`` (``[(name, (C, H, W)), ...]``)."""
+    shapes, hooks = [], []
+    for name, module in network.stages():
+        hooks.append(module.register_forward_hook(
+            lambda m, a, out, name=name: shapes.append((name, tuple(out.shape[1:])))))
+    try:
+        with torch.no_grad():
+            network(*inputs, **kwargs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple | None = None):
+    """Draw a network as a row of blocks: height ~ resolution, width ~ log2(channels)."""
+    items = ([("input", input_shape)] if input_shape else []) + list(shapes)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.05 * len(items)), 3.4))
+    largest = max(shape[1] for _, shape in items)
+    x = 0.0
+    for name, (channels, height, width) in items:
+        h = 0.25 + 2.2 * height / largest
+        w = 0.12 * np.log2(channels + 1)
+        ax.add_patch(plt.Rectangle((x, -h / 2), w, h, fc="#c9dcf2", ec="black"))
+        ax.text(x + w / 2, -h / 2 - 0.12, f"{name}\n{channels}x{height}x{width}",
+                ha="center", va="top", fontsize=7)
+        x += w + 0.55
+    ax.set_xlim(-0.3, x)
+    ax.set_ylim(-2.1, 1.5)
+    ax.axis("off")
+    ax.set_title(title)
     return fig

@@ -83,3 +83,23 @@ class EpisodeDataset(torch.utils.data.Dataset):
             "source_points": points[: self.k], "target_points": points[self.k],
             "frame_indices": torch.from_numpy(chosen), "video_index": index,
         }
+
+
+def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
+                    num_workers: int = 0):
+    """Endless iterator over shuffled batches of episodes (dicts of batched tensors).
+
+    Every pass over the videos is a new epoch: new source and target frames, new order.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
+            not 1 <= batch_size <= len(episodes):
+        raise ValueError(f"batch_size must be between 1 and the number of videos "
+                         f"({len(episodes)}), got {batch_size!r}")
+    epoch = 0
+    while True:
+        episodes.set_epoch(epoch)
+        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        yield from torch.utils.data.DataLoader(episodes, batch_size, shuffle=True,
+                                               generator=order, drop_last=True,
+                                               num_workers=num_workers)
+        epoch += 1

@@ -101,7 +101,7 @@ def in_format_of(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
 
 
 def conv(cin: int, cout: int, kernel: int = 3, *, sn: bool = True) -> nn.Module:
-    """A ``kernel`` x ``kernel`` convolution that keeps the size, spectrally normalised if ``sn``."""
+    """A ``kernel`` x ``kernel`` convolution keeping the size; spectrally normalised if ``sn``."""
     if sn:
         return SNConv2d(cin, cout, kernel)
     return nn.Conv2d(cin, cout, kernel, padding=kernel // 2)

@@ -41,6 +41,11 @@ class ProjectionDiscriminator(nn.Module):
         self.w0 = nn.Parameter(torch.zeros(config.embedding_size))
         self.b = nn.Parameter(torch.zeros(1))
 
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The blocks in the order the data flows through them (for figures)."""
+        return [(f"down {i + 1}", b) for i, b in enumerate(self.trunk.blocks)] + \
+            [("res (bottom)", self.bottom)]
+
     @property
     def num_videos(self) -> int:
         return self.W.shape[0]
@@ -75,8 +80,9 @@ class ProjectionDiscriminator(nn.Module):
                 raise ValueError(f"video_index must be {v.shape[0]} integers, "
                                  f"got {tuple(video_index.shape)} {video_index.dtype}")
             if video_index.min() < 0 or video_index.max() >= self.num_videos:
+                low, high = int(video_index.min()), int(video_index.max())
                 raise ValueError(f"video_index must be in [0, {self.num_videos}), got "
-                                 f"values from {int(video_index.min())} to {int(video_index.max())}")
+                                 f"values from {low} to {high}")
             w = self.W[video_index] + self.w0
         elif w.shape not in ((v.shape[1],), (v.shape[0], v.shape[1])):
             raise ValueError(f"w must have shape ({v.shape[1]},) or ({v.shape[0]}, {v.shape[1]}), "

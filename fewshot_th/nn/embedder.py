@@ -88,6 +88,10 @@ class Embedder(nn.Module):
         self.config = config
         self.trunk = DownTrunk(config, in_channels=6)
 
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The blocks in the order the data flows through them (for figures)."""
+        return [(f"down {i + 1}", block) for i, block in enumerate(self.trunk.blocks)]
+
     def forward(self, frames: torch.Tensor, landmarks: torch.Tensor):
         check_pair(self.config, frames, landmarks, ("frames", "landmarks"), leading=2)
         b, k = frames.shape[:2]

@@ -19,8 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import (AdaINResBlock, AdaINUpBlock, DownBlock, SelfAttention, adain, conv,
-                     in_format_of, linear)
+from .blocks import (
+    AdaINResBlock,
+    AdaINUpBlock,
+    DownBlock,
+    SelfAttention,
+    adain,
+    conv,
+    in_format_of,
+    linear,
+)
 
 __all__ = ["Generator"]
 
@@ -64,6 +72,13 @@ class Generator(nn.Module):
         self._adain_sizes = sizes
         self.num_adain_params = sum(sizes)
         self.P = linear(config.embedding_size, self.num_adain_params, bias=False, sn=sn)
+
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The blocks in the order the data flows through them (for figures)."""
+        return ([(f"down {i + 1}", b) for i, b in enumerate(self.down)]
+                + [(f"AdaIN res {i + 1}", b) for i, b in enumerate(self.res)]
+                + [(f"AdaIN up {i + 1}", b) for i, b in enumerate(self.up)]
+                + [("to RGB", self.to_rgb)])
 
     def project(self, e_hat: torch.Tensor) -> torch.Tensor:
         """ψ̂ = P ê, Eq. (2): ``(B, D) -> (B, num_adain_params)``."""
