@@ -9,7 +9,9 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-stamp
 # The book and its checks run on the CPU profile unless told otherwise.
 export FEWSHOT_TH_PROFILE ?= cpu
-export MPLBACKEND ?= Agg
+# Notebook kernels must use matplotlib's inline backend: a non-interactive backend chosen
+# through the environment would silently drop every figure from the book.
+unexport MPLBACKEND
 
 .PHONY: venv book test bench figures outputs clean
 

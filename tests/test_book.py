@@ -100,6 +100,7 @@ def test_book_builds_without_warnings():
                "build", str(ROOT), "--path-output", str(output),
                "--warningiserror", "--nitpick", "--keep-going"]
     env = dict(os.environ, FEWSHOT_TH_QUICK="1", FEWSHOT_TH_PROFILE="cpu")
+    env.pop("MPLBACKEND", None)  # kernels must keep the inline backend, or figures vanish
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=3000,
                             env=env)
     log = result.stdout + result.stderr
@@ -107,7 +108,9 @@ def test_book_builds_without_warnings():
                 if "WARNING" in line and "Kernel is running" not in line]
     assert result.returncode == 0 and not warnings, log[-4000:]
     for chapter in CHAPTERS:
-        assert (output / "_build" / "html" / "book" / f"{chapter.stem}.html").exists()
+        html = (output / "_build" / "html" / "book" / f"{chapter.stem}.html").read_text()
+        figures = html.count('src="../_images/') + html.count("data:image/png")
+        assert figures >= 2, f"{chapter.name}: its figures are missing from the HTML"
     page = (output / "_build" / "html" / "book" / "01_talking_heads_and_landmarks.html")
     assert "application/vnd.jupyter.widget-view+json" in page.read_text(), \
         "the widgets must be in the HTML"
