@@ -127,6 +127,67 @@ def tiny() -> ModelConfig:
                        generator_up_blocks=2, attention_down=(8,), attention_up=(16,))
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How E, G and D are meta-learned (Sec. 3.2 and 4 of the paper).
+
+    ``content`` lists the content-loss terms and their weights: ``"vgg19"``, ``"vggface"``
+    (feature networks) and ``"pixel"`` (plain L1).
+    """
+
+    k: int = 8  # source frames per episode during meta-learning
+    batch_size: int = 8  # videos per step
+    lr_eg: float = 5e-5  # Adam learning rate of E and G
+    lr_d: float = 2e-4  # Adam learning rate of D (and of W)
+    betas: tuple[float, float] = (0.0, 0.999)  # (unverified) the authors' later code
+    d_steps: int = 1  # D updates per E+G update
+    content: tuple[tuple[str, float], ...] = (("vgg19", 1.5e-1), ("vggface", 2.5e-2))
+    lambda_fm: float = 10.0  # feature matching weight (unverified)
+    lambda_mch: float = 80.0  # match loss weight (unverified)
+
+    def __post_init__(self):
+        for name in ("k", "batch_size", "d_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("lr_eg", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrainConfig.{name} must be positive")
+        if not self.content:
+            raise ValueError("TrainConfig.content needs at least one term")
+        for term, weight in self.content:
+            if term not in ("vgg19", "vggface", "pixel") or weight < 0:
+                raise ValueError(f"content term {term!r} with weight {weight} is not one of "
+                                 "'vgg19', 'vggface', 'pixel' with a weight >= 0")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def with_changes(self, **changes) -> TrainConfig:
+        return replace(self, **changes)
+
+
+def training(name: str) -> TrainConfig:
+    """The ``TrainConfig`` of a profile.
+
+    * ``paper``: the paper's losses (VGG19 and VGGFace content with the v2 weights, λ_FM = 10,
+      λ_MCH = 80), Adam with lr 5e-5 (E, G) and 2e-4 (D).
+    * ``cpu``: pixel L1 content instead of VGG19 + VGGFace, whose weights cannot be downloaded
+      on an offline machine and whose forward passes would double the cost of a CPU step
+      (chapter 5 discusses what this changes); learning rates 2e-4 for all and betas
+      (0.5, 0.999), which the trial in FEASIBILITY.md found to learn faster on a CPU budget.
+    * ``tiny``: the ``cpu`` recipe with small batches, for tests.
+    """
+    if name == "paper":
+        return TrainConfig()
+    if name == "cpu":
+        return TrainConfig(lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999), content=(("pixel", 10.0),))
+    if name == "tiny":
+        return TrainConfig(k=2, batch_size=2, lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
+                           content=(("pixel", 10.0),))
+    raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
+
+
 def profile(name: str) -> ModelConfig:
     """The ``ModelConfig`` of a profile by name: ``"tiny"``, ``"cpu"`` or ``"paper"``."""
     builders = {"tiny": tiny, "cpu": cpu, "paper": paper}

@@ -1,31 +1,288 @@
-"""Training E and G: a reconstruction-only warm-up used by the chapters on the networks.
+"""The meta-learning stage (Sec. 3.2 of the paper): one step, the loop, checkpoints, resume.
 
-The paper's meta-learning stage (chapter 6) trains E, G and D together with content,
-adversarial and match losses. Chapters 2-4 need something smaller: a loop that fits E and G
-to reproduce target frames with a pixel L1 loss for a fixed wall-clock budget, so that a
-reader sees within two minutes what each network is for.
+``meta_step`` is one step, readable top to bottom. ``Trainer`` wraps it: Adam with the
+profile's learning rates, a tqdm bar, a JSONL metrics log, a grid of samples every N steps,
+atomic checkpoints (``fewshot_th.checkpoint``), exact resume, and a guard that stops on a NaN
+or infinite loss. ``fit_reconstruction`` is the pixel-loss-only warm-up of chapters 2-3.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .nn import Embedder, Generator
+from . import checkpoint as ckpt
+from .config import ModelConfig, TrainConfig
+from .data.episodes import EpisodeDataset, episode_batches
+from .losses import ContentLoss, adversarial_loss, discriminator_hinge_loss, match_loss
+from .nn import Embedder, Generator, ProjectionDiscriminator
 
-__all__ = ["fit_reconstruction"]
+__all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "fit_reconstruction"]
+
+
+@dataclass
+class TalkingHeadModel:
+    """E, G and D of one run, with their ``ModelConfig``."""
+
+    config: ModelConfig
+    embedder: Embedder
+    generator: Generator
+    discriminator: ProjectionDiscriminator
+
+    @classmethod
+    def build(cls, config: ModelConfig, num_videos: int) -> TalkingHeadModel:
+        return cls(config, Embedder(config), Generator(config),
+                   ProjectionDiscriminator(config, num_videos))
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"embedder": self.embedder, "generator": self.generator,
+                "discriminator": self.discriminator}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{key}": value for name, net in self.networks().items()
+                for key, value in net.state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, net in self.networks().items():
+            prefix = name + "."
+            net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                 if k.startswith(prefix)})
+
+    def to(self, *args, **kwargs) -> TalkingHeadModel:
+        for net in self.networks().values():
+            net.to(*args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> TalkingHeadModel:
+        for net in self.networks().values():
+            net.train(mode)
+        return self
+
+    def eval(self) -> TalkingHeadModel:
+        return self.train(False)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimizer,
+              opt_d: torch.optim.Optimizer, content_loss: ContentLoss, train: TrainConfig,
+              autocast=contextlib.nullcontext) -> dict[str, float]:
+    """One meta-learning step on a batch of episodes (Sec. 3.2); returns the losses.
+
+    1. E embeds the K source frames of each video: ê (Eq. 1).
+    2. G draws the target frame from its landmarks and ê: x̂ = G(y_t, ê) (Eq. 2).
+    3. D scores the real and the generated frame with the video's column W_i (Eq. 3).
+    4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too.
+    5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
+    """
+    E, G, D = model.embedder, model.generator, model.discriminator
+    x_t, y_t, index = batch["target_frame"], batch["target_landmarks"], batch["video_index"]
+    d_params = list(D.parameters())
+    eg_params = [*E.parameters(), *G.parameters()]
+    opt_eg.zero_grad(set_to_none=True)
+    opt_d.zero_grad(set_to_none=True)
+    with autocast():
+        _, e_hat = E(batch["source_frames"], batch["source_landmarks"])  # 1
+        x_hat = G(y_t, e_hat)  # 2
+        real_score, real_maps = D(x_t, y_t, index)  # 3
+        fake_score, fake_maps = D(x_hat, y_t, index)
+        l_cnt = content_loss(x_hat.float(), x_t)  # 4
+        l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
+        l_mch = match_loss(D.W[index], e_hat, train.lambda_mch)
+        loss_eg = l_cnt + l_adv + l_mch
+        loss_d = discriminator_hinge_loss(real_score, fake_score)  # 5 (first D step)
+    losses = {"cnt": l_cnt.item(), "adv": l_adv.item(), "mch": l_mch.item(),
+              "dsc": loss_d.item()}
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        raise TrainingDiverged(f"loss {', '.join(bad)} is not finite: {losses}")
+    # D's pass on x̂ serves both sides: gradients of loss_d go to D only, those of loss_eg
+    # to E, G and W (L_MCH) only, so nothing runs twice.
+    loss_d.backward(inputs=d_params, retain_graph=True)
+    loss_eg.backward(inputs=[*eg_params, D.W])
+    opt_eg.step()
+    opt_d.step()
+    for _ in range(train.d_steps - 1):
+        opt_d.zero_grad(set_to_none=True)
+        with autocast():
+            real_score, _ = D(x_t, y_t, index)
+            fake_score, _ = D(x_hat.detach(), y_t, index)
+            loss_d = discriminator_hinge_loss(real_score, fake_score)
+        loss_d.backward(inputs=d_params)
+        opt_d.step()
+    return losses
+
+
+def _image_grid(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of ``(N, 3, H, W)`` images -> one ``(rows*H, N*W, 3)`` array."""
+    return torch.cat([torch.cat(list(r.detach().float().cpu().clamp(0, 1)), dim=2)
+                      for r in rows], dim=1).permute(1, 2, 0).numpy()
+
+
+class Trainer:
+    """The meta-learning loop around ``meta_step``, with checkpoints and exact resume.
+
+    Args:
+        model: E, G, D (``TalkingHeadModel.build``); ``num_videos`` = ``len(videos)``.
+        videos: the training videos (SynthHeads or any dataset with its interface).
+        train: the ``TrainConfig``; ``content_loss``: L_CNT (``losses.content_loss_from``).
+        out: run directory: checkpoints, ``metrics.jsonl``, ``samples/``.
+        seed: the data order and episodes are a pure function of it.
+    """
+
+    def __init__(self, model: TalkingHeadModel, videos, train: TrainConfig,
+                 content_loss: ContentLoss, out: str | Path, *, seed: int = 0,
+                 checkpoint_every: int = 500, sample_every: int = 250, keep: int = 3,
+                 device: str | torch.device = "cpu", channels_last: bool = True,
+                 num_workers: int = 0):
+        if len(videos) != model.discriminator.num_videos:
+            raise ValueError(f"D has {model.discriminator.num_videos} columns W_i but there "
+                             f"are {len(videos)} training videos")
+        self.model, self.videos, self.train_config = model, videos, train
+        self.content_loss = content_loss.to(device)
+        self.out, self.seed = Path(out), seed
+        self.checkpoint_every, self.sample_every, self.keep = checkpoint_every, sample_every, keep
+        self.device = torch.device(device)
+        self.num_workers = num_workers
+        model.to(self.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.episodes = EpisodeDataset(videos, train.k, seed=seed)
+        self.opt_eg = torch.optim.Adam(
+            [*model.embedder.parameters(), *model.generator.parameters()],
+            lr=train.lr_eg, betas=train.betas)
+        self.opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=train.lr_d,
+                                      betas=train.betas)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+
+    def _autocast(self):
+        if self.device.type == "cuda":  # mixed precision on GPUs; exact float32 on CPU
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def save(self) -> Path:
+        tensors = self.model.state_tensors()
+        meta = {"model_config": self.model.config.as_dict(),
+                "train_config": self.train_config.as_dict(), "seed": self.seed,
+                "num_videos": len(self.videos),
+                "python_random": _jsonable(random.getstate()),
+                "numpy_random": _jsonable(np.random.get_state())}
+        for prefix, optimizer in (("opt_eg", self.opt_eg), ("opt_d", self.opt_d)):
+            opt_tensors, opt_meta = ckpt.flatten_optimizer(optimizer, prefix)
+            tensors.update(opt_tensors)
+            meta[prefix] = opt_meta
+        tensors["rng.torch"] = torch.get_rng_state()
+        self.last_checkpoint = ckpt.save_checkpoint(self.out, self.step, tensors, meta,
+                                                    keep=self.keep)
+        return self.last_checkpoint
+
+    def load(self, path: str | Path | None = None) -> int:
+        """Resume from checkpoint ``path`` (default: the newest in ``out``); returns its step."""
+        path = path or ckpt.latest_checkpoint(self.out)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint to resume from in {self.out}")
+        tensors, meta = ckpt.load_checkpoint(path)
+        if meta["model_config"] != _jsonable(self.model.config.as_dict()):
+            raise ValueError(f"checkpoint {path} was made with another model configuration")
+        self.model.load_state_tensors(tensors)
+        ckpt.unflatten_optimizer(self.opt_eg, "opt_eg", tensors, meta["opt_eg"])
+        ckpt.unflatten_optimizer(self.opt_d, "opt_d", tensors, meta["opt_d"])
+        torch.set_rng_state(tensors["rng.torch"])
+        random.setstate(_tuples(meta["python_random"]))
+        state = meta["numpy_random"]
+        np.random.set_state((state[0], np.array(state[1], dtype=np.uint32), *state[2:]))
+        self.step = int(meta["step"])
+        self.last_checkpoint = Path(path)
+        return self.step
+
+    def _save_samples(self, batch: dict) -> None:
+        self.model.eval()
+        with torch.no_grad(), self._autocast():
+            _, e_hat = self.model.embedder(batch["source_frames"][:4],
+                                           batch["source_landmarks"][:4])
+            fake = self.model.generator(batch["target_landmarks"][:4], e_hat)
+        self.model.train()
+        folder = self.out / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = _image_grid([batch["source_frames"][:4, 0], batch["target_landmarks"][:4],
+                            batch["target_frame"][:4], fake])
+        plt.imsave(folder / f"step-{self.step:08d}.png", grid)
+
+    def run(self, until_step: int, progress: bool = True) -> list[dict]:
+        """Train until ``self.step == until_step``; returns the metrics of these steps."""
+        batches = episode_batches(self.episodes, self.train_config.batch_size, seed=self.seed,
+                                  num_workers=self.num_workers, start=self.step)
+        history = []
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model.train()
+        start = time.perf_counter()
+        with open(self.out / "metrics.jsonl", "a") as log, \
+                tqdm(total=until_step, initial=self.step, disable=not progress,
+                     desc="meta-learning") as bar:
+            while self.step < until_step:
+                batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                         for k, v in next(batches).items()}
+                try:
+                    losses = meta_step(self.model, batch, self.opt_eg, self.opt_d,
+                                       self.content_loss, self.train_config, self._autocast)
+                except TrainingDiverged as error:
+                    kept = self.last_checkpoint or "none yet"
+                    raise TrainingDiverged(
+                        f"training diverged at step {self.step + 1}: {error}. The last good "
+                        f"checkpoint is {kept}; resume from it with lower learning rates."
+                    ) from None
+                self.step += 1
+                record = {"step": self.step, "seconds": round(time.perf_counter() - start, 3),
+                          **{k: round(v, 5) for k, v in losses.items()}}
+                history.append(record)
+                log.write(json.dumps(record) + "\n")
+                bar.update(1)
+                bar.set_postfix(cnt=f"{losses['cnt']:.3f}", dsc=f"{losses['dsc']:.2f}")
+                if self.sample_every and self.step % self.sample_every == 0:
+                    self._save_samples(batch)
+                if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    log.flush()
+                    self.save()
+        return history
+
+
+def _jsonable(value):
+    """``value`` as JSON would give it back: tuples and arrays become lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterator[dict], *,
                        seconds: float, lr: float = 1e-3, progress: bool = True) -> list[float]:
     """Train E and G for ``seconds`` of wall-clock time to minimise ``|G(y_t, ê) - x_t|_1``.
 
-    ``batches`` yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss
-    of every step. The networks are left in training mode.
+    The reconstruction-only warm-up of chapters 2-3: no D, no content networks. ``batches``
+    yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss of every
+    step; the networks are left in training mode.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds!r}")

@@ -86,20 +86,24 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
 
 def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
-                    num_workers: int = 0):
+                    num_workers: int = 0, start: int = 0):
     """Endless iterator over shuffled batches of episodes (dicts of batched tensors).
 
-    Every pass over the videos is a new epoch: new source and target frames, new order.
+    Every pass over the videos is a new epoch: new source and target frames, new order. The
+    sequence is a pure function of ``seed``; ``start`` skips that many batches without
+    loading them, so a resumed run sees exactly the batches it would have seen.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
             not 1 <= batch_size <= len(episodes):
         raise ValueError(f"batch_size must be between 1 and the number of videos "
                          f"({len(episodes)}), got {batch_size!r}")
-    epoch = 0
+    per_epoch = len(episodes) // batch_size
+    epoch, offset = divmod(int(start), per_epoch)
     while True:
         episodes.set_epoch(epoch)
-        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        yield from torch.utils.data.DataLoader(episodes, batch_size, shuffle=True,
-                                               generator=order, drop_last=True,
+        order = torch.randperm(len(episodes),
+                               generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        batches = order[: per_epoch * batch_size].view(per_epoch, batch_size)[offset:].tolist()
+        yield from torch.utils.data.DataLoader(episodes, batch_sampler=batches,
                                                num_workers=num_workers)
-        epoch += 1
+        epoch, offset = epoch + 1, 0

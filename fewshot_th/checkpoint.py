@@ -1,0 +1,108 @@
+"""Safe, atomic checkpoints: tensors in safetensors, everything else in JSON.
+
+A checkpoint ``step-00001000`` is two files, ``.safetensors`` (tensors only: loading it cannot
+execute code, unlike a pickle) and ``.json`` (configuration, counters, RNG states). Each file
+is written under a temporary name and renamed into place, and the JSON is written last: a
+checkpoint exists only once both files are complete, so a kill during saving never corrupts
+the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
+           "flatten_optimizer", "unflatten_optimizer"]
+
+
+def _atomic_write(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)  # atomic on POSIX and Windows
+
+
+def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``directory`` (their JSON files), oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.glob("step-*.json") if p.with_suffix(".safetensors").exists()]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint in ``directory``, or ``None``."""
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, torch.Tensor],
+                    meta: dict, keep: int = 3) -> Path:
+    """Write checkpoint ``step`` atomically and keep only the newest ``keep`` checkpoints.
+
+    Returns the path of its JSON file.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = directory / f"step-{step:08d}"
+    cpu_tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    _atomic_write(stem.with_suffix(".safetensors"),
+                  lambda p: save_file(cpu_tensors, str(p)))
+    text = json.dumps({**meta, "step": step}, indent=1, sort_keys=True)
+    _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(text))
+    for old in list_checkpoints(directory)[:-keep]:
+        old.unlink()
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
+    return stem.with_suffix(".json")
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, meta)`` of a checkpoint, given its ``.json`` or ``.safetensors`` path.
+
+    Only safetensors and JSON are read: nothing in the files can run as code.
+    """
+    path = Path(path)
+    if path.suffix not in (".json", ".safetensors"):
+        raise ValueError(f"a checkpoint is a .json and a .safetensors file, got {path.name}")
+    meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+    for p in (meta_path, tensor_path):
+        if not p.exists():
+            raise FileNotFoundError(f"checkpoint file {p} is missing")
+    return load_file(str(tensor_path)), json.loads(meta_path.read_text())
+
+
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str):
+    """An optimizer's state as ``(tensors, json_meta)`` for ``save_checkpoint``."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            name = f"{prefix}.state.{index}.{key}"
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str,
+                        tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Load what ``flatten_optimizer`` produced back into ``optimizer``."""
+    state: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        if not name.startswith(prefix + ".state."):
+            continue
+        index, key = name[len(prefix) + 7:].split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = meta["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

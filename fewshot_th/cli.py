@@ -1,0 +1,83 @@
+"""The ``fewshot-th`` command (also ``python -m fewshot_th``).
+
+    fewshot-th train --profile cpu --data synthheads --out runs/cpu --steps 20000
+    fewshot-th train --out runs/cpu --steps 40000 --resume      # continue the same run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import PROFILES, profile, training
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .data import SynthHeads
+    from .losses import FeatureWeightsMissing, content_loss_from
+    from .meta import TalkingHeadModel, Trainer, TrainingDiverged
+
+    config, train = profile(args.profile), training(args.profile)
+    if args.content:
+        terms = dict(train.content)
+        train = train.with_changes(content=tuple(
+            (name, terms.get(name, 1.0 if name != "pixel" else 10.0)) for name in args.content))
+    if args.batch_size:
+        train = train.with_changes(batch_size=args.batch_size)
+    videos = SynthHeads("train", num_identities=args.identities,
+                        num_videos_per_identity=args.videos_per_identity,
+                        frames_per_video=args.frames, size=config.image_size, seed=args.seed)
+    try:
+        content = content_loss_from(train.content, vgg19_path=args.vgg19,
+                                    vggface_path=args.vggface)
+    except FeatureWeightsMissing as error:
+        print(f"fewshot-th train: {error}", file=sys.stderr)
+        return 2
+    model = TalkingHeadModel.build(config, num_videos=len(videos))
+    trainer = Trainer(model, videos, train, content, args.out, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                      device=args.device, num_workers=args.workers)
+    if args.resume:
+        step = trainer.load()
+        print(f"resumed {args.out} at step {step}")
+    try:
+        trainer.run(args.steps)
+    except TrainingDiverged as error:
+        print(f"fewshot-th train: {error}", file=sys.stderr)
+        return 3
+    path = trainer.save()
+    print(f"step {trainer.step}: checkpoint {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fewshot-th", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="meta-learn E, G and D")
+    train.add_argument("--profile", choices=PROFILES, default="cpu")
+    train.add_argument("--data", choices=["synthheads"], default="synthheads",
+                       help="training videos (real video folders come with chapter 9)")
+    train.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
+    train.add_argument("--steps", type=int, required=True, help="train until this step")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    train.add_argument("--identities", type=int, default=1000)
+    train.add_argument("--videos-per-identity", type=int, default=2)
+    train.add_argument("--frames", type=int, default=32, help="frames per video")
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--content", nargs="+", choices=["vgg19", "vggface", "pixel"],
+                       help="content-loss terms (default: the profile's)")
+    train.add_argument("--vgg19", help="path of torchvision's vgg19 weights file")
+    train.add_argument("--vggface", help="path of a converted VGG-Face state dict")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=int, default=500)
+    train.add_argument("--sample-every", type=int, default=250)
+    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    return _train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The meta-learning objective (Sec. 3.2 of the paper).
+
+E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``.
+
+* ``L_CNT`` (content): L1 distances between activations of fixed feature networks on the real
+  and the generated frame: VGG19 trained on ImageNet (relu1_1 ... relu5_1, torchvision's
+  ``features`` indices 1, 6, 11, 20, 29) and VGGFace (the same five depths of VGG16), plus
+  optionally the plain pixel L1.
+* ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
+  intermediate maps on the real and the generated frame, weighted by λ_FM.
+* ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1``: the embedder's vector and the discriminator's
+  vector of the same video are pulled together.
+* ``L_DSC`` (discriminator): ``max(0, 1 + D(x̂)) + max(0, 1 - D(x))``.
+
+The feature networks are built here (no torchvision) and load their weights from a file in
+the layout of the usual releases; ``weights_only`` loading never executes code from a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["VGG19Features", "VGGFaceFeatures", "ContentLoss", "FeatureWeightsMissing",
+           "load_vgg19", "load_vggface", "adversarial_loss", "feature_matching_loss",
+           "match_loss", "discriminator_hinge_loss", "content_loss_from", "VGG19_FILE",
+           "VGG19_URL"]
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"
+VGG19_URL = "https://download.pytorch.org/models/" + VGG19_FILE
+
+
+class FeatureWeightsMissing(RuntimeError):
+    """The weights of a content-loss network are not on disk and could not be downloaded."""
+
+
+def _vgg_layers(config: list, names: list[str] | None) -> nn.Module:
+    """VGG convolution/ReLU/max-pool stack; ``names`` gives each conv a name (else indices)."""
+    layers, cin, conv_index = [], 3, 0
+    for item in config:
+        if item == "M":
+            layers.append(("pool", nn.MaxPool2d(2)))
+            continue
+        name = names[conv_index] if names else None
+        layers.append((name, nn.Conv2d(cin, item, 3, padding=1)))
+        layers.append((None, nn.ReLU()))
+        cin, conv_index = item, conv_index + 1
+    return layers
+
+
+class _FrozenFeatures(nn.Module):
+    """A frozen feature network: eval mode, no parameter ever requires a gradient."""
+
+    taps: tuple[int, ...] = ()
+
+    def freeze(self) -> _FrozenFeatures:
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> _FrozenFeatures:
+        return super().train(False)  # always eval: the loss network never changes
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Activations at ``taps`` for images ``(B, 3, H, W)`` in [0, 1] (RGB)."""
+        h, out = self.preprocess(x), []
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i in self.taps:
+                out.append(h)
+            if i >= self.taps[-1]:
+                break  # never run layers past the last tap (nor any classifier)
+        return out
+
+
+class VGG19Features(_FrozenFeatures):
+    """VGG19's convolutional part in torchvision's layout, up to relu5_1.
+
+    ``state_dict`` keys are torchvision's (``features.0.weight`` ...), so its ImageNet file
+    loads directly (its classifier keys are ignored). Input: RGB in [0, 1], normalised with
+    ImageNet's mean and standard deviation inside.
+    """
+
+    taps = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+
+    def __init__(self):
+        super().__init__()
+        config = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                  512]
+        self.layers = nn.Sequential(*[layer for _, layer in _vgg_layers(config, None)])
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def load_torchvision_state_dict(self, state: dict) -> None:
+        wanted = {k.replace("features.", "layers.", 1): v for k, v in state.items()
+                  if k.startswith("features.") and int(k.split(".")[1]) < len(self.layers)}
+        self.load_state_dict({**wanted, "mean": self.mean, "std": self.std})
+
+
+class VGGFaceFeatures(_FrozenFeatures):
+    """VGG-Face (VGG16 trained on faces, Parkhi et al. 2015), up to relu5_1.
+
+    ``state_dict`` keys follow the common PyTorch conversion (``conv1_1.weight`` ...; its fc
+    layers are ignored). Input is converted Caffe-style inside: RGB [0, 1] -> BGR, 0-255,
+    minus the training set's mean colour.
+    """
+
+    taps = (1, 6, 11, 18, 25)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    conv_names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                  "conv4_1", "conv4_2", "conv4_3", "conv5_1"]
+
+    def __init__(self):
+        super().__init__()
+        config = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512]
+        named = _vgg_layers(config, self.conv_names)
+        self.layers = nn.Sequential(*[layer for _, layer in named])
+        self._index = {name: i for i, (name, _) in enumerate(named) if name and name != "pool"}
+        # Mean colour of the VGG-Face training images, in B, G, R order, on the 0-255 scale.
+        self.register_buffer("mean_bgr", torch.tensor([93.5940, 104.7624, 129.1863])
+                             .view(1, 3, 1, 1))
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flip(1) * 255.0 - self.mean_bgr
+
+    def load_converted_state_dict(self, state: dict) -> None:
+        wanted = {}
+        for name, index in self._index.items():
+            for part in ("weight", "bias"):
+                key = f"{name}.{part}"
+                if key not in state:
+                    raise ValueError(f"the VGG-Face state dict has no {key!r}: expected the "
+                                     "common PyTorch conversion with keys conv1_1.weight ...")
+                wanted[f"layers.{index}.{part}"] = state[key]
+        self.load_state_dict({**wanted, "mean_bgr": self.mean_bgr})
+
+
+def _offline() -> bool:
+    return os.environ.get("FEWSHOT_TH_OFFLINE", "0") not in ("", "0")
+
+
+def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
+    """VGG19 with ImageNet weights: from ``path``, else the torch hub cache, else downloaded.
+
+    Raises ``FeatureWeightsMissing`` (naming the file and directory) when none works.
+    """
+    if path is None:
+        directory = Path(torch.hub.get_dir()) / "checkpoints"
+        path = directory / VGG19_FILE
+        if not path.exists():
+            reason = "downloads are disabled (FEWSHOT_TH_OFFLINE)"
+            if not _offline():
+                try:
+                    directory.mkdir(parents=True, exist_ok=True)
+                    torch.hub.download_url_to_file(VGG19_URL, str(path), progress=True)
+                except Exception as exc:  # any network or disk failure: not available
+                    reason = str(exc)
+            if not path.exists():
+                raise FeatureWeightsMissing(
+                    f"VGG19's ImageNet weights {VGG19_FILE} are not in {directory} and could "
+                    f"not be downloaded ({reason}). Copy the file there from an online machine, "
+                    "pass its path, or train with the pixel content loss only "
+                    "(content={'pixel': 1.0}).")
+    path = Path(path)
+    if not path.exists():
+        raise FeatureWeightsMissing(f"no VGG19 weights file at {path}")
+    network = VGG19Features()
+    network.load_torchvision_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network.freeze()
+
+
+def load_vggface(path: str | os.PathLike | None) -> VGGFaceFeatures:
+    """VGG-Face from a converted PyTorch state dict (``conv1_1.weight`` ... keys).
+
+    VGG-Face has no official PyTorch release and no stable download address, so a path is
+    required; without one this raises ``FeatureWeightsMissing`` with what to do.
+    """
+    if path is None or not Path(path).exists():
+        raise FeatureWeightsMissing(
+            "VGG-Face weights are needed for the paper's content loss: pass the path of a "
+            "converted PyTorch state dict (keys conv1_1.weight ... conv5_3.weight), or train "
+            f"without it (content={{'vgg19': ..., 'pixel': ...}}); got {path!r}")
+    network = VGGFaceFeatures()
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    network.load_converted_state_dict(state)
+    return network.freeze()
+
+
+class ContentLoss(nn.Module):
+    """L_CNT: weighted sum of L1 distances between feature maps of fixed networks.
+
+    Args:
+        networks: ``{"vgg19": VGG19Features, "vggface": VGGFaceFeatures}`` (any subset).
+        weights: one weight per term: ``"vgg19"``, ``"vggface"``, ``"pixel"``. A network term
+            sums the mean L1 distances of its five tapped layers.
+    """
+
+    def __init__(self, weights: dict[str, float], networks: dict[str, nn.Module] | None = None):
+        super().__init__()
+        networks = networks or {}
+        unknown = set(weights) - {"vgg19", "vggface", "pixel"}
+        if unknown:
+            raise ValueError(f"unknown content terms {sorted(unknown)}; "
+                             "use 'vgg19', 'vggface' and 'pixel'")
+        missing = [name for name in weights if name != "pixel" and name not in networks]
+        if missing:
+            raise ValueError(f"content terms {missing} need their networks (load_vgg19, "
+                             "load_vggface)")
+        self.weights = dict(weights)
+        self.networks = nn.ModuleDict({k: v for k, v in networks.items() if k in weights})
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``fake``, ``real``: ``(B, 3, H, W)`` in [0, 1]. Returns a scalar."""
+        total = fake.new_zeros(())
+        for name, weight in self.weights.items():
+            if name == "pixel":
+                total = total + weight * F.l1_loss(fake, real)
+                continue
+            network = self.networks[name]
+            with torch.no_grad():
+                targets = network(real)
+            for f, t in zip(network(fake), targets):
+                total = total + weight * F.l1_loss(f, t)
+        return total
+
+
+def feature_matching_loss(real_maps: list[torch.Tensor],
+                          fake_maps: list[torch.Tensor]) -> torch.Tensor:
+    """L_FM: mean L1 distance between D's maps on real and fake frames, summed over blocks.
+
+    The real maps are targets: no gradient flows into them.
+    """
+    if len(real_maps) != len(fake_maps):
+        raise ValueError(f"got {len(real_maps)} real and {len(fake_maps)} fake feature maps")
+    return sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_maps, real_maps))
+
+
+def adversarial_loss(fake_score: torch.Tensor, real_maps: list[torch.Tensor],
+                     fake_maps: list[torch.Tensor], lambda_fm: float) -> torch.Tensor:
+    """L_ADV = -mean D(x̂, y, i) + λ_FM · L_FM (generator side)."""
+    return -fake_score.mean() + lambda_fm * feature_matching_loss(real_maps, fake_maps)
+
+
+def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor, lambda_mch: float) -> torch.Tensor:
+    """L_MCH = λ_MCH · mean |W_i - ê_i| over the batch and the embedding's entries."""
+    if w_i.shape != e_hat.shape:
+        raise ValueError(f"W_i {tuple(w_i.shape)} and ê {tuple(e_hat.shape)} must match")
+    return lambda_mch * (w_i - e_hat).abs().mean()
+
+
+def discriminator_hinge_loss(real_score: torch.Tensor, fake_score: torch.Tensor) -> torch.Tensor:
+    """L_DSC = mean max(0, 1 - D(x)) + mean max(0, 1 + D(x̂)): the hinge, with its clamp."""
+    return F.relu(1.0 - real_score).mean() + F.relu(1.0 + fake_score).mean()
+
+
+def content_loss_from(terms: tuple[tuple[str, float], ...], *, vgg19_path=None,
+                      vggface_path=None) -> ContentLoss:
+    """Build L_CNT for a ``TrainConfig.content``, loading the feature networks it names.
+
+    Refuses with ``FeatureWeightsMissing`` when a network's weights cannot be found: training
+    never silently drops a term of the paper's loss.
+    """
+    weights = dict(terms)
+    networks = {}
+    if "vgg19" in weights:
+        networks["vgg19"] = load_vgg19(vgg19_path)
+    if "vggface" in weights:
+        networks["vggface"] = load_vggface(vggface_path)
+    return ContentLoss(weights, networks)

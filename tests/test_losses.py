@@ -1,0 +1,155 @@
+import pytest
+import torch
+
+from fewshot_th import losses
+from fewshot_th.losses import (
+    ContentLoss,
+    FeatureWeightsMissing,
+    VGG19Features,
+    VGGFaceFeatures,
+    adversarial_loss,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    load_vgg19,
+    load_vggface,
+    match_loss,
+)
+
+
+def test_hinge_loss_against_values_computed_by_hand():
+    real = torch.tensor([2.0, 0.5, -1.0])
+    fake = torch.tensor([-3.0, 0.0, 0.25])
+    # real: max(0, 1 - r) = 0, 0.5, 2 -> mean 5/6; fake: max(0, 1 + f) = 0, 1, 1.25 -> 0.75
+    assert discriminator_hinge_loss(real, fake).item() == pytest.approx(5 / 6 + 0.75)
+
+
+def test_hinge_loss_is_clamped_so_confident_scores_give_no_gradient():
+    real = torch.tensor([3.0], requires_grad=True)
+    fake = torch.tensor([-3.0], requires_grad=True)
+    discriminator_hinge_loss(real, fake).backward()
+    assert real.grad.item() == 0 and fake.grad.item() == 0
+
+
+def test_match_loss_is_lambda_times_mean_absolute_difference():
+    w = torch.tensor([[1.0, -2.0], [0.0, 4.0]])
+    e = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    assert match_loss(w, e, 80.0).item() == pytest.approx(80 * (1 + 2 + 1 + 3) / 4)
+    with pytest.raises(ValueError, match="must match"):
+        match_loss(w, e[:, :1], 1.0)
+
+
+def test_match_loss_reaches_both_w_and_e_hat():
+    w = torch.zeros(2, 3, requires_grad=True)
+    e = torch.ones(2, 3, requires_grad=True)
+    match_loss(w, e, 1.0).backward()
+    assert (w.grad != 0).all() and (e.grad != 0).all()
+
+
+def test_adversarial_loss_by_hand_and_no_gradient_into_the_real_maps():
+    fake_score = torch.tensor([1.0, 3.0])
+    real = [torch.ones(1, 2, 2, 2, requires_grad=True)]
+    fake = [torch.zeros(1, 2, 2, 2, requires_grad=True)]
+    loss = adversarial_loss(fake_score, real, fake, lambda_fm=10.0)
+    assert loss.item() == pytest.approx(-2.0 + 10 * 1.0)
+    loss.backward()
+    assert real[0].grad is None and fake[0].grad is not None
+    with pytest.raises(ValueError, match="feature maps"):
+        feature_matching_loss(real, fake + fake)
+
+
+def _torchvision_style_vgg19_state():
+    """A state dict in torchvision's vgg19 key format, including its classifier."""
+    torch.manual_seed(0)
+    net = VGG19Features()
+    state = {k.replace("layers.", "features.", 1): v.clone()
+             for k, v in net.state_dict().items() if k.startswith("layers.")}
+    state["features.30.weight"] = torch.randn(512, 512, 3, 3)  # beyond relu5_1: ignored
+    state["classifier.0.weight"] = torch.randn(4096, 25088 // 64)  # never used
+    return state
+
+
+def test_vgg19_loads_a_torchvision_format_file_and_is_frozen(tmp_path):
+    state = _torchvision_style_vgg19_state()
+    torch.save(state, tmp_path / "vgg19.pth")
+    network = load_vgg19(tmp_path / "vgg19.pth")
+    torch.testing.assert_close(network.layers[28].weight, state["features.28.weight"])
+    assert not any(p.requires_grad for p in network.parameters())
+    network.train()
+    assert not network.training, "the loss network stays in eval mode"
+    maps = network(torch.rand(1, 3, 32, 32))
+    assert [m.shape[1] for m in maps] == [64, 128, 256, 512, 512]
+    assert all((m >= 0).all() for m in maps), "taps are ReLU outputs"
+
+
+def test_vgg19_from_the_hub_cache_and_the_clear_error_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setenv("FEWSHOT_TH_OFFLINE", "1")
+    with pytest.raises(FeatureWeightsMissing) as error:
+        load_vgg19()
+    assert losses.VGG19_FILE in str(error.value) and "pixel" in str(error.value)
+    directory = tmp_path / "hub" / "checkpoints"
+    directory.mkdir(parents=True)
+    torch.save(_torchvision_style_vgg19_state(), directory / losses.VGG19_FILE)
+    assert isinstance(load_vgg19(), VGG19Features)
+
+
+def test_vgg19_normalises_rgb_input_with_imagenet_statistics():
+    network = VGG19Features()
+    white = network.preprocess(torch.ones(1, 3, 1, 1)).flatten()
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(white, expected)
+
+
+def test_vggface_takes_caffe_style_bgr_0_255_mean_subtracted_input():
+    network = VGGFaceFeatures()
+    red = torch.zeros(1, 3, 1, 1)
+    red[0, 0] = 1.0  # pure red in RGB, [0, 1]
+    bgr = network.preprocess(red).flatten()
+    torch.testing.assert_close(bgr, torch.tensor([0 - 93.5940, 0 - 104.7624, 255 - 129.1863]))
+
+
+def test_vggface_loads_the_converted_key_format_and_rejects_others(tmp_path):
+    torch.manual_seed(1)
+    reference = VGGFaceFeatures()
+    state = {}
+    for name in VGGFaceFeatures.conv_names + ["conv5_2", "conv5_3"]:
+        cin = {"conv1_1": 3, "conv1_2": 64, "conv2_1": 64, "conv2_2": 128, "conv3_1": 128}.get(
+            name, 256 if name.startswith("conv3") or name == "conv4_1" else 512)
+        cout = 64 if name.startswith("conv1") else 128 if name.startswith("conv2") else \
+            256 if name.startswith("conv3") else 512
+        state[f"{name}.weight"] = torch.randn(cout, cin, 3, 3)
+        state[f"{name}.bias"] = torch.randn(cout)
+    state["fc6.weight"] = torch.randn(8, 8)
+    torch.save(state, tmp_path / "vgg_face.pth")
+    network = load_vggface(tmp_path / "vgg_face.pth")
+    torch.testing.assert_close(network.layers[24].weight, state["conv5_1.weight"])
+    assert [m.shape[1] for m in network(torch.rand(1, 3, 32, 32))] == [64, 128, 256, 512, 512]
+    del state["conv3_2.bias"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="conv3_2.bias"):
+        load_vggface(tmp_path / "broken.pth")
+    with pytest.raises(FeatureWeightsMissing, match="VGG-Face"):
+        load_vggface(None)
+    assert reference is not None
+
+
+def test_content_loss_weights_terms_and_only_the_fake_gets_gradients():
+    torch.manual_seed(0)
+    vgg = VGG19Features().freeze()
+    fake = torch.rand(2, 3, 32, 32, requires_grad=True)
+    real = torch.rand(2, 3, 32, 32)
+    pixel = ContentLoss({"pixel": 2.0})(fake, real)
+    assert pixel.item() == pytest.approx(2.0 * (fake - real).abs().mean().item(), rel=1e-6)
+    both = ContentLoss({"vgg19": 0.5, "pixel": 2.0}, {"vgg19": vgg})(fake, real)
+    by_hand = pixel + 0.5 * sum((f - r).abs().mean() for f, r in zip(vgg(fake), vgg(real)))
+    assert both.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    both.backward()
+    assert fake.grad is not None and all(p.grad is None for p in vgg.parameters())
+
+
+def test_content_loss_rejects_unknown_terms_and_missing_networks():
+    with pytest.raises(ValueError, match="unknown"):
+        ContentLoss({"lpips": 1.0})
+    with pytest.raises(ValueError, match="need their networks"):
+        ContentLoss({"vggface": 1.0})

@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fewshot_th import checkpoint as ckpt
+from fewshot_th.config import tiny, training
+from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches
+from fewshot_th.losses import ContentLoss
+from fewshot_th.meta import TalkingHeadModel, Trainer, TrainingDiverged, meta_step
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return SynthHeads(num_identities=3, num_videos_per_identity=2, frames_per_video=5, size=32)
+
+
+def _trainer(videos, out, **kwargs):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    return Trainer(model, videos, training("tiny"), ContentLoss({"pixel": 10.0}), out,
+                   checkpoint_every=kwargs.pop("checkpoint_every", 0), sample_every=0,
+                   **kwargs)
+
+
+def test_one_meta_step_updates_e_g_d_and_w_learns_from_the_match_loss(videos):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    train = training("tiny")
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()])
+    opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=1.0)
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    before = {k: v.clone() for k, v in model.state_tensors().items()}
+    # With the hinge loss switched off, W moves only through L_MCH.
+    original = meta_step.__globals__["discriminator_hinge_loss"]
+    meta_step.__globals__["discriminator_hinge_loss"] = lambda r, f: 0 * (r.sum() + f.sum())
+    try:
+        losses = meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train)
+    finally:
+        meta_step.__globals__["discriminator_hinge_loss"] = original
+    after = model.state_tensors()
+    assert set(losses) == {"cnt", "adv", "mch", "dsc"}
+    rows = batch["video_index"]
+    changed = (after["discriminator.W"] - before["discriminator.W"]).abs().sum(1)
+    assert (changed[rows] > 0).all(), "W_i learns from the match loss"
+    untouched = [i for i in range(len(videos)) if i not in rows.tolist()]
+    assert (changed[untouched] == 0).all()
+    for name in ("embedder.trunk.blocks.0.conv1.weight", "generator.P.weight"):
+        assert not torch.equal(before[name], after[name])
+
+
+def test_d_steps_runs_extra_discriminator_updates(videos):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    train = training("tiny").with_changes(d_steps=3)
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()])
+    opt_d = torch.optim.Adam(model.discriminator.parameters())
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train)
+    first = next(iter(opt_d.state.values()))
+    assert int(first["step"]) == 3
+
+
+def test_resume_continues_exactly(videos, tmp_path):
+    straight = _trainer(videos, tmp_path / "a")
+    straight.run(4, progress=False)
+    interrupted = _trainer(videos, tmp_path / "b")
+    interrupted.run(2, progress=False)
+    interrupted.save()
+    resumed = _trainer(videos, tmp_path / "b")
+    assert resumed.load() == 2
+    resumed.run(4, progress=False)
+    a, b = straight.model.state_tensors(), resumed.model.state_tensors()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_checkpoints_keep_the_last_n_and_a_failed_save_keeps_the_last_good(
+        videos, tmp_path, monkeypatch):
+    trainer = _trainer(videos, tmp_path, checkpoint_every=1, keep=2)
+    trainer.run(3, progress=False)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
+    assert names == ["step-00000002.json", "step-00000003.json"]
+
+    def killed(*args):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(ckpt.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(4, progress=False)
+    monkeypatch.undo()
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert latest.name == "step-00000003.json"
+    tensors, meta = ckpt.load_checkpoint(latest)
+    assert meta["step"] == 3 and "embedder.trunk.blocks.0.conv1.weight" in tensors
+
+
+def test_checkpoints_are_safetensors_and_json_only(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path)
+    trainer.run(1, progress=False)
+    path = trainer.save()
+    suffixes = sorted(p.suffix for p in tmp_path.iterdir() if p.name.startswith("step-"))
+    assert suffixes == [".json", ".safetensors"]
+    with pytest.raises(ValueError, match="json"):
+        ckpt.load_checkpoint(path.with_suffix(".pt"))
+
+
+def test_a_nan_loss_stops_training_and_names_the_last_good_checkpoint(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path, checkpoint_every=1)
+    trainer.run(1, progress=False)
+
+    class Broken(ContentLoss):
+        def forward(self, fake, real):
+            return fake.sum() * float("nan")
+
+    trainer.content_loss = Broken({"pixel": 1.0})
+    with pytest.raises(TrainingDiverged, match="step 2.*step-00000001"):
+        trainer.run(3, progress=False)
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-00000001.json"
+
+
+def test_trainer_rejects_a_discriminator_of_the_wrong_size(videos, tmp_path):
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos) + 1)
+    with pytest.raises(ValueError, match="columns"):
+        Trainer(model, videos, training("tiny"), ContentLoss({"pixel": 1.0}), tmp_path)
+
+
+def test_command_line_trains_and_resumes(tmp_path):
+    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
+               str(tmp_path), "--identities", "2", "--frames", "4", "--sample-every", "1"]
+    first = subprocess.run(command + ["--steps", "1"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run(command + ["--steps", "2", "--resume"], capture_output=True,
+                            text=True)
+    assert second.returncode == 0, second.stderr
+    assert "resumed" in second.stdout and ckpt.latest_checkpoint(tmp_path).name.endswith("2.json")
+    assert (tmp_path / "samples" / "step-00000002.png").exists()
+
+
+def test_command_line_refuses_vgg_content_without_weights(tmp_path, monkeypatch):
+    env = {"FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch"), "PATH": "/usr/bin"}
+    result = subprocess.run([sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny",
+                             "--out", str(tmp_path / "run"), "--steps", "1", "--content",
+                             "vgg19", "pixel"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "pixel" in result.stderr and "vgg19" in result.stderr
