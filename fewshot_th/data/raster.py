@@ -18,8 +18,8 @@ from .._numba import numba
 FILL, OPEN_LINE, CLOSED_LINE, ELLIPSE = 0, 1, 2, 3
 
 # Direction of the light (towards the light), in camera space: upper left, in front.
-_LIGHT = np.array([-0.45, -0.35, 0.82], dtype=np.float32)
-_LIGHT /= np.linalg.norm(_LIGHT)
+LIGHT_DIRECTION = np.array([-0.45, -0.35, 0.82], dtype=np.float32)
+LIGHT_DIRECTION /= np.linalg.norm(LIGHT_DIRECTION)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -157,6 +157,6 @@ def paint(size, background, points, counts, kinds, clips, shaded, width, soft, c
            counts.astype(np.int64), kinds.astype(np.int64), clips.astype(np.int64),
            shaded.astype(np.bool_), width.astype(np.float32), soft.astype(np.float32),
            color.astype(np.float32), alpha.astype(np.float32), light.astype(np.float32),
-           _LIGHT)
+           LIGHT_DIRECTION)
     np.clip(out, 0.0, 1.0, out=out)
     return out

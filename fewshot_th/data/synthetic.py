@@ -175,7 +175,7 @@ def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     put("ear_r", project(geo["ears"][0]), skin * 0.92)
     put("ear_l", project(geo["ears"][1]), skin * 0.92)
     put("head", np.concatenate([lm[:, :17], project(geo["skull"])], 1), skin)
-    face_dir = rot[:, :, 2] @ raster._LIGHT
+    face_dir = rot[:, :, 2] @ raster.LIGHT_DIRECTION
     put("nose_shade", project(geo["nose_shade"]), skin * 0.55,
         a_=0.35 + 0.3 * np.clip(np.sin(np.deg2rad(p["yaw"])) * 2, 0, 1), softness=0.07 * s)
     white = np.float32([0.93, 0.92, 0.89])
@@ -211,7 +211,7 @@ def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
 
     head_c = project(np.zeros((n, 1, 3), np.float32) + np.float32([0, -0.1, 0]))[:, 0]
     light = np.stack([head_c[:, 0], head_c[:, 1], 0.73 * a["face_width"] * s,
-                      a["face_length"] * s, 0.62 + 0.25 * (face_dir - raster._LIGHT[2]),
+                      a["face_length"] * s, 0.62 + 0.25 * (face_dir - raster.LIGHT_DIRECTION[2]),
                       np.full(n, 0.42, np.float32)], -1)
     background = np.stack([a["background_top"], a["background_bottom"]], 1)
     frames = raster.paint(size, background, points, _COUNTS, _KINDS, _CLIPS, _SHADED, width,
