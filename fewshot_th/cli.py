@@ -2,17 +2,50 @@
 
     fewshot-th train --profile cpu --data synthheads --out runs/cpu --steps 20000
     fewshot-th train --out runs/cpu --steps 40000 --resume      # continue the same run
+    torchrun --nproc_per_node 4 -m fewshot_th train --profile paper --device cuda ...
+
+Under torchrun every process trains on its share of each global batch (``--batch-size`` per
+process) with DistributedDataParallel; see ``fewshot_th.meta.DataParallel``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import PROFILES, profile, training
 
 
+def _start_distributed(args: argparse.Namespace) -> bool:
+    """Under ``torchrun --nproc_per_node N``: join the process group, pick this rank's GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() and args.device != "cpu":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        args.device = f"cuda:{local_rank}"
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+    return True
+
+
 def _train(args: argparse.Namespace) -> int:
+    distributed = _start_distributed(args)
+    try:
+        return _train_here(args)
+    finally:
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train_here(args: argparse.Namespace) -> int:
     from .data import SynthHeads
     from .losses import FeatureWeightsMissing, content_loss_from
     from .meta import TalkingHeadModel, Trainer, TrainingDiverged
@@ -46,7 +79,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"fewshot-th train: {error}", file=sys.stderr)
         return 3
     path = trainer.save()
-    print(f"step {trainer.step}: checkpoint {path}")
+    if path is not None:  # process 0 of a distributed run, or a single process
+        print(f"step {trainer.step}: checkpoint {path}")
     return 0
 
 

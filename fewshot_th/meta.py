@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ from .data.episodes import EpisodeDataset, episode_batches
 from .losses import ContentLoss, adversarial_loss, discriminator_hinge_loss, match_loss
 from .nn import Embedder, Generator, ProjectionDiscriminator
 
-__all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "fit_reconstruction"]
+__all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "DataParallel",
+           "fit_reconstruction"]
 
 
 @dataclass
@@ -78,9 +80,63 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+def _reduce_rows(W: torch.Tensor, index: torch.Tensor, world_size: int) -> None:
+    """Average W's gradient across processes, sending only the rows this step touched.
+
+    At VoxCeleb2 scale W has ~145k rows and a step touches a handful: an all-reduce of the
+    dense gradient (DDP's default) would move 300 MB per step for nothing. Each process
+    gathers the (row index, gradient row) pairs of every process instead, and adds them up.
+    """
+    import torch.distributed as dist
+
+    local = index.unique()
+    size = index.numel()
+    ids = torch.full((size,), -1, dtype=torch.long, device=W.device)
+    ids[: local.numel()] = local
+    rows = torch.zeros(size, W.shape[1], dtype=W.grad.dtype, device=W.device)
+    rows[: local.numel()] = W.grad[local]
+    all_ids = [torch.empty_like(ids) for _ in range(world_size)]
+    all_rows = [torch.empty_like(rows) for _ in range(world_size)]
+    dist.all_gather(all_ids, ids)
+    dist.all_gather(all_rows, rows)
+    W.grad.zero_()
+    for ids_r, rows_r in zip(all_ids, all_rows):
+        keep = ids_r >= 0
+        W.grad.index_add_(0, ids_r[keep], rows_r[keep])
+    W.grad.div_(world_size)
+
+
+class DataParallel:
+    """E, G and D wrapped in DistributedDataParallel, with W reduced sparsely.
+
+    Every process runs the same step on its share of the global batch; DDP averages the
+    gradients of E, G and D's trunk, w0 and b. W is excluded from DDP (it would be all-reduced
+    densely) and averaged by ``_reduce_rows`` instead.
+    """
+
+    def __init__(self, model: TalkingHeadModel):
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        self.world_size = dist.get_world_size()
+        # DDP matches top-level names both as "W" and as ".W" (module name "" + "." + name).
+        DDP._set_params_and_buffers_to_ignore_for_model(model.discriminator, ["W", ".W"])
+        self.embedder = DDP(model.embedder)
+        self.generator = DDP(model.generator)
+        self.discriminator = DDP(model.discriminator)
+
+
+def _d_real_and_fake(D, x_t, x_hat, y_t, index):
+    """One pass of D over real and generated frames together: scores and maps of each."""
+    b = x_t.shape[0]
+    score, maps = D(torch.cat([x_t, x_hat]), torch.cat([y_t, y_t]), torch.cat([index, index]))
+    return score[:b], score[b:], [m[:b] for m in maps], [m[b:] for m in maps]
+
+
 def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimizer,
               opt_d: torch.optim.Optimizer, content_loss: ContentLoss, train: TrainConfig,
-              autocast=contextlib.nullcontext) -> dict[str, float]:
+              autocast=contextlib.nullcontext,
+              parallel: DataParallel | None = None) -> dict[str, float]:
     """One meta-learning step on a batch of episodes (Sec. 3.2); returns the losses.
 
     1. E embeds the K source frames of each video: ê (Eq. 1).
@@ -89,20 +145,22 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too.
     5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
     """
-    E, G, D = model.embedder, model.generator, model.discriminator
+    nets = parallel or model
+    E, G, D = nets.embedder, nets.generator, nets.discriminator
+    W = model.discriminator.W
     x_t, y_t, index = batch["target_frame"], batch["target_landmarks"], batch["video_index"]
-    d_params = list(D.parameters())
-    eg_params = [*E.parameters(), *G.parameters()]
+    d_params = list(model.discriminator.parameters())
+    eg_params = [*model.embedder.parameters(), *model.generator.parameters()]
     opt_eg.zero_grad(set_to_none=True)
     opt_d.zero_grad(set_to_none=True)
     with autocast():
         _, e_hat = E(batch["source_frames"], batch["source_landmarks"])  # 1
         x_hat = G(y_t, e_hat)  # 2
-        real_score, real_maps = D(x_t, y_t, index)  # 3
-        fake_score, fake_maps = D(x_hat, y_t, index)
+        real_score, fake_score, real_maps, fake_maps = _d_real_and_fake(D, x_t, x_hat, y_t,
+                                                                        index)  # 3
         l_cnt = content_loss(x_hat.float(), x_t)  # 4
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
-        l_mch = match_loss(D.W[index], e_hat, train.lambda_mch)
+        l_mch = match_loss(W[index], e_hat, train.lambda_mch)
         loss_eg = l_cnt + l_adv + l_mch
         loss_d = discriminator_hinge_loss(real_score, fake_score)  # 5 (first D step)
     losses = {"cnt": l_cnt.item(), "adv": l_adv.item(), "mch": l_mch.item(),
@@ -113,16 +171,19 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     # D's pass on x̂ serves both sides: gradients of loss_d go to D only, those of loss_eg
     # to E, G and W (L_MCH) only, so nothing runs twice.
     loss_d.backward(inputs=d_params, retain_graph=True)
-    loss_eg.backward(inputs=[*eg_params, D.W])
+    loss_eg.backward(inputs=[*eg_params, W])
+    if parallel is not None:
+        _reduce_rows(W, index, parallel.world_size)
     opt_eg.step()
     opt_d.step()
     for _ in range(train.d_steps - 1):
         opt_d.zero_grad(set_to_none=True)
         with autocast():
-            real_score, _ = D(x_t, y_t, index)
-            fake_score, _ = D(x_hat.detach(), y_t, index)
+            real_score, fake_score, _, _ = _d_real_and_fake(D, x_t, x_hat.detach(), y_t, index)
             loss_d = discriminator_hinge_loss(real_score, fake_score)
         loss_d.backward(inputs=d_params)
+        if parallel is not None:
+            _reduce_rows(W, index, parallel.world_size)
         opt_d.step()
     return losses
 
@@ -169,13 +230,23 @@ class Trainer:
                                       betas=train.betas)
         self.step = 0
         self.last_checkpoint: Path | None = None
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized() and \
+            dist.get_world_size() > 1
+        self.parallel = DataParallel(model) if distributed else None
+        self.rank = dist.get_rank() if distributed else 0
+        self.world_size = dist.get_world_size() if distributed else 1
 
     def _autocast(self):
         if self.device.type == "cuda":  # mixed precision on GPUs; exact float32 on CPU
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current step (only process 0 writes; others return None)."""
+        if self.rank != 0:
+            return None
         tensors = self.model.state_tensors()
         meta = {"model_config": self.model.config.as_dict(),
                 "train_config": self.train_config.as_dict(), "seed": self.seed,
@@ -226,20 +297,24 @@ class Trainer:
     def run(self, until_step: int, progress: bool = True) -> list[dict]:
         """Train until ``self.step == until_step``; returns the metrics of these steps."""
         batches = episode_batches(self.episodes, self.train_config.batch_size, seed=self.seed,
-                                  num_workers=self.num_workers, start=self.step)
+                                  num_workers=self.num_workers, start=self.step,
+                                  rank=self.rank, world_size=self.world_size)
+        writer = self.rank == 0  # one process writes logs, samples and checkpoints
         history = []
         self.out.mkdir(parents=True, exist_ok=True)
         self.model.train()
         start = time.perf_counter()
-        with open(self.out / "metrics.jsonl", "a") as log, \
-                tqdm(total=until_step, initial=self.step, disable=not progress,
+        log_path = self.out / "metrics.jsonl" if writer else Path(os.devnull)
+        with open(log_path, "a") as log, \
+                tqdm(total=until_step, initial=self.step, disable=not progress or not writer,
                      desc="meta-learning") as bar:
             while self.step < until_step:
                 batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                          for k, v in next(batches).items()}
                 try:
                     losses = meta_step(self.model, batch, self.opt_eg, self.opt_d,
-                                       self.content_loss, self.train_config, self._autocast)
+                                       self.content_loss, self.train_config, self._autocast,
+                                       self.parallel)
                 except TrainingDiverged as error:
                     kept = self.last_checkpoint or "none yet"
                     raise TrainingDiverged(
@@ -253,9 +328,9 @@ class Trainer:
                 log.write(json.dumps(record) + "\n")
                 bar.update(1)
                 bar.set_postfix(cnt=f"{losses['cnt']:.3f}", dsc=f"{losses['dsc']:.2f}")
-                if self.sample_every and self.step % self.sample_every == 0:
+                if writer and self.sample_every and self.step % self.sample_every == 0:
                     self._save_samples(batch)
-                if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                if writer and self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     log.flush()
                     self.save()
         return history
@@ -277,8 +352,10 @@ def _tuples(value):
 
 
 def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterator[dict], *,
-                       seconds: float, lr: float = 1e-3, progress: bool = True) -> list[float]:
-    """Train E and G for ``seconds`` of wall-clock time to minimise ``|G(y_t, ê) - x_t|_1``.
+                       seconds: float, lr: float = 1e-3, progress: bool = True,
+                       max_steps: int | None = None) -> list[float]:
+    """Train E and G for ``seconds`` of wall-clock time (or ``max_steps`` steps, whichever
+    comes first) to minimise ``|G(y_t, ê) - x_t|_1``.
 
     The reconstruction-only warm-up of chapters 2-3: no D, no content networks. ``batches``
     yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss of every
@@ -294,7 +371,8 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
     start = time.perf_counter()
     with tqdm(total=round(seconds), unit="s", disable=not progress,
               desc="fitting E and G (L1)") as bar:
-        while (elapsed := time.perf_counter() - start) < seconds:
+        while (elapsed := time.perf_counter() - start) < seconds and \
+                (max_steps is None or len(losses) < max_steps):
             batch = next(batches)
             _, e_hat = embedder(batch["source_frames"], batch["source_landmarks"])
             fake = generator(batch["target_landmarks"], e_hat)

@@ -86,24 +86,31 @@ class EpisodeDataset(torch.utils.data.Dataset):
 
 
 def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
-                    num_workers: int = 0, start: int = 0):
+                    num_workers: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
     """Endless iterator over shuffled batches of episodes (dicts of batched tensors).
 
     Every pass over the videos is a new epoch: new source and target frames, new order. The
     sequence is a pure function of ``seed``; ``start`` skips that many batches without
-    loading them, so a resumed run sees exactly the batches it would have seen.
+    loading them, so a resumed run sees exactly the batches it would have seen. With several
+    processes, the global batch has ``batch_size * world_size`` episodes and process ``rank``
+    loads its ``batch_size`` of them.
     """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    total = batch_size * world_size if isinstance(batch_size, int) else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
-            not 1 <= batch_size <= len(episodes):
+            not 1 <= total <= len(episodes):
         raise ValueError(f"batch_size must be between 1 and the number of videos "
-                         f"({len(episodes)}), got {batch_size!r}")
-    per_epoch = len(episodes) // batch_size
+                         f"({len(episodes)}) divided by the number of processes "
+                         f"({world_size}), got {batch_size!r}")
+    per_epoch = len(episodes) // total
     epoch, offset = divmod(int(start), per_epoch)
     while True:
         episodes.set_epoch(epoch)
         order = torch.randperm(len(episodes),
                                generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        batches = order[: per_epoch * batch_size].view(per_epoch, batch_size)[offset:].tolist()
+        batches = order[: per_epoch * total].view(per_epoch, world_size, batch_size)
+        batches = batches[offset:, rank].tolist()
         yield from torch.utils.data.DataLoader(episodes, batch_sampler=batches,
                                                num_workers=num_workers)
         epoch, offset = epoch + 1, 0
