@@ -144,8 +144,14 @@ class TrainConfig:
     content: tuple[tuple[str, float], ...] = (("vgg19", 1.5e-1), ("vggface", 2.5e-2))
     lambda_fm: float = 10.0  # feature matching weight (unverified)
     lambda_mch: float = 80.0  # match loss weight (unverified)
+    # Not in the paper; both against the embedding collapse that FEASIBILITY.md measured on
+    # a CPU budget (a random W_i pulled ê to zero through L_MCH within 100 steps):
+    init_w_from_e_hat: bool = False  # set W_i := ê_i the first time video i is seen
+    mch_warmup_steps: int = 0  # ramp λ_MCH linearly from 0 over these steps
 
     def __post_init__(self):
+        if self.mch_warmup_steps < 0:
+            raise ValueError("TrainConfig.mch_warmup_steps must be >= 0")
         for name in ("k", "batch_size", "d_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -175,16 +181,20 @@ def training(name: str) -> TrainConfig:
     * ``cpu``: pixel L1 content instead of VGG19 + VGGFace, whose weights cannot be downloaded
       on an offline machine and whose forward passes would double the cost of a CPU step
       (chapter 5 discusses what this changes); learning rates 2e-4 for all and betas
-      (0.5, 0.999), which the trial in FEASIBILITY.md found to learn faster on a CPU budget.
+      (0.5, 0.999), which the trial in FEASIBILITY.md found to learn faster on a CPU budget;
+      W_i initialised from the video's first ê and λ_MCH ramped in over 500 steps, against
+      the embedding collapse that trial ran into.
     * ``tiny``: the ``cpu`` recipe with small batches, for tests.
     """
     if name == "paper":
         return TrainConfig()
     if name == "cpu":
-        return TrainConfig(lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999), content=(("pixel", 10.0),))
+        return TrainConfig(lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999), content=(("pixel", 10.0),),
+                           init_w_from_e_hat=True, mch_warmup_steps=500)
     if name == "tiny":
         return TrainConfig(k=2, batch_size=2, lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
-                           content=(("pixel", 10.0),))
+                           content=(("pixel", 10.0),), init_w_from_e_hat=True,
+                           mch_warmup_steps=2)
     raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
 
 

@@ -80,6 +80,46 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+def _gather_rows(index: torch.Tensor, rows: torch.Tensor, world_size: int):
+    """All processes' ``(index, rows)`` pairs, duplicates within a process removed."""
+    import torch.distributed as dist
+
+    local, first = _unique_first(index)
+    size = index.numel()
+    ids = torch.full((size,), -1, dtype=torch.long, device=rows.device)
+    ids[: local.numel()] = local
+    padded = torch.zeros(size, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    padded[: local.numel()] = rows[first]
+    all_ids = [torch.empty_like(ids) for _ in range(world_size)]
+    all_rows = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(all_ids, ids)
+    dist.all_gather(all_rows, padded)
+    ids, rows = torch.cat(all_ids), torch.cat(all_rows)
+    keep = ids >= 0
+    return ids[keep], rows[keep]
+
+
+def _unique_first(index: torch.Tensor):
+    """Unique values of ``index`` and the position of each one's first occurrence."""
+    unique, inverse = index.unique(return_inverse=True)
+    first = torch.full_like(unique, index.numel())
+    first.scatter_reduce_(0, inverse, torch.arange(index.numel(), device=index.device), "amin")
+    return unique, first
+
+
+def _init_w_from_e_hat(D: ProjectionDiscriminator, index: torch.Tensor, e_hat: torch.Tensor,
+                       parallel: DataParallel | None) -> None:
+    """W_i := ê_i for videos seen for the first time (``TrainConfig.init_w_from_e_hat``)."""
+    with torch.no_grad():
+        ids, rows = index, e_hat.detach().float()
+        if parallel is not None:  # every process initialises every process's new rows
+            ids, rows = _gather_rows(index, rows, parallel.world_size)
+        fresh = ~D.W_initialised[ids]
+        if fresh.any():
+            D.W[ids[fresh]] = rows[fresh].to(D.W.dtype)
+            D.W_initialised[ids[fresh]] = True
+
+
 def _reduce_rows(W: torch.Tensor, index: torch.Tensor, world_size: int) -> None:
     """Average W's gradient across processes, sending only the rows this step touched.
 
@@ -87,22 +127,9 @@ def _reduce_rows(W: torch.Tensor, index: torch.Tensor, world_size: int) -> None:
     dense gradient (DDP's default) would move 300 MB per step for nothing. Each process
     gathers the (row index, gradient row) pairs of every process instead, and adds them up.
     """
-    import torch.distributed as dist
-
-    local = index.unique()
-    size = index.numel()
-    ids = torch.full((size,), -1, dtype=torch.long, device=W.device)
-    ids[: local.numel()] = local
-    rows = torch.zeros(size, W.shape[1], dtype=W.grad.dtype, device=W.device)
-    rows[: local.numel()] = W.grad[local]
-    all_ids = [torch.empty_like(ids) for _ in range(world_size)]
-    all_rows = [torch.empty_like(rows) for _ in range(world_size)]
-    dist.all_gather(all_ids, ids)
-    dist.all_gather(all_rows, rows)
+    ids, rows = _gather_rows(index, W.grad[index], world_size)
     W.grad.zero_()
-    for ids_r, rows_r in zip(all_ids, all_rows):
-        keep = ids_r >= 0
-        W.grad.index_add_(0, ids_r[keep], rows_r[keep])
+    W.grad.index_add_(0, ids, rows)
     W.grad.div_(world_size)
 
 
@@ -135,8 +162,8 @@ def _d_real_and_fake(D, x_t, x_hat, y_t, index):
 
 def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimizer,
               opt_d: torch.optim.Optimizer, content_loss: ContentLoss, train: TrainConfig,
-              autocast=contextlib.nullcontext,
-              parallel: DataParallel | None = None) -> dict[str, float]:
+              autocast=contextlib.nullcontext, parallel: DataParallel | None = None,
+              step: int = 0) -> dict[str, float]:
     """One meta-learning step on a batch of episodes (Sec. 3.2); returns the losses.
 
     1. E embeds the K source frames of each video: ê (Eq. 1).
@@ -144,6 +171,8 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     3. D scores the real and the generated frame with the video's column W_i (Eq. 3).
     4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too.
     5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
+
+    ``step`` (the number of steps done before this one) drives the ramp of λ_MCH.
     """
     nets = parallel or model
     E, G, D = nets.embedder, nets.generator, nets.discriminator
@@ -155,12 +184,15 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     opt_d.zero_grad(set_to_none=True)
     with autocast():
         _, e_hat = E(batch["source_frames"], batch["source_landmarks"])  # 1
+        if train.init_w_from_e_hat:
+            _init_w_from_e_hat(model.discriminator, index, e_hat, parallel)
         x_hat = G(y_t, e_hat)  # 2
         real_score, fake_score, real_maps, fake_maps = _d_real_and_fake(D, x_t, x_hat, y_t,
                                                                         index)  # 3
         l_cnt = content_loss(x_hat.float(), x_t)  # 4
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
-        l_mch = match_loss(W[index], e_hat, train.lambda_mch)
+        ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0
+        l_mch = match_loss(W[index], e_hat, train.lambda_mch * ramp)
         loss_eg = l_cnt + l_adv + l_mch
         loss_d = discriminator_hinge_loss(real_score, fake_score)  # 5 (first D step)
     losses = {"cnt": l_cnt.item(), "adv": l_adv.item(), "mch": l_mch.item(),
@@ -314,7 +346,7 @@ class Trainer:
                 try:
                     losses = meta_step(self.model, batch, self.opt_eg, self.opt_d,
                                        self.content_loss, self.train_config, self._autocast,
-                                       self.parallel)
+                                       self.parallel, self.step)
                 except TrainingDiverged as error:
                     kept = self.last_checkpoint or "none yet"
                     raise TrainingDiverged(

@@ -147,3 +147,36 @@ def test_command_line_refuses_vgg_content_without_weights(tmp_path, monkeypatch)
                              "--out", str(tmp_path / "run"), "--steps", "1", "--content",
                              "vgg19", "pixel"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "pixel" in result.stderr and "vgg19" in result.stderr
+
+
+def _one_step(videos, train, step=0):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    opt_eg = torch.optim.SGD([*model.embedder.parameters(), *model.generator.parameters()],
+                             lr=0.0)
+    opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.0)
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    losses = meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train,
+                       step=step)
+    return model, batch, losses
+
+
+def test_w_is_initialised_from_e_hat_the_first_time_a_video_is_seen(videos):
+    train = training("tiny").with_changes(mch_warmup_steps=0)
+    model, batch, losses = _one_step(videos, train)
+    D, index = model.discriminator, batch["video_index"]
+    assert D.W_initialised[index].all() and D.W_initialised.sum() == len(index)
+    model.eval()  # the same spectral-norm estimates as the step used, no new power iteration
+    with torch.no_grad():
+        _, e_hat = model.embedder(batch["source_frames"], batch["source_landmarks"])
+    torch.testing.assert_close(D.W[index], e_hat, atol=1e-5, rtol=1e-5)
+    assert losses["mch"] < 1e-4, "right after initialisation W_i equals ê_i"
+
+
+def test_the_match_loss_ramps_in_linearly(videos):
+    train = training("tiny").with_changes(init_w_from_e_hat=False, mch_warmup_steps=10)
+    _, _, first = _one_step(videos, train, step=0)
+    _, _, later = _one_step(videos, train, step=9)
+    _, _, after = _one_step(videos, train, step=50)
+    assert later["mch"] == pytest.approx(10 * first["mch"], rel=1e-4)
+    assert after["mch"] == pytest.approx(later["mch"], rel=1e-4)

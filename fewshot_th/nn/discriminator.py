@@ -40,6 +40,8 @@ class ProjectionDiscriminator(nn.Module):
         self.W = nn.Parameter(torch.randn(num_videos, config.embedding_size) * 0.02)
         self.w0 = nn.Parameter(torch.zeros(config.embedding_size))
         self.b = nn.Parameter(torch.zeros(1))
+        # Which columns W_i have been initialised from their video's ê (if training does so).
+        self.register_buffer("W_initialised", torch.zeros(num_videos, dtype=torch.bool))
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The blocks in the order the data flows through them (for figures)."""
