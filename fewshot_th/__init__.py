@@ -7,4 +7,11 @@ see the book (``book/``) for the walk-through.
 from .config import default_profile, seed_everything
 
 __version__ = "0.1.0"
-__all__ = ["default_profile", "seed_everything", "__version__"]
+__all__ = ["default_profile", "seed_everything", "load_pretrained", "__version__"]
+
+
+def load_pretrained(name: str = "synthheads-cpu"):
+    """A model shipped with the package, in eval mode (see ``fewshot_th.pretrained``)."""
+    from .pretrained import load_pretrained as load
+
+    return load(name)

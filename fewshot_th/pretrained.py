@@ -1,0 +1,62 @@
+"""Pretrained models shipped inside the package (``fewshot_th/assets``).
+
+A shipped model is two files: ``<name>.safetensors`` (the weights of E, G and D, tensors
+only) and ``<name>.json`` (its ``ModelConfig``, how it was trained, its training curve and
+its scores). ``load_pretrained`` reads both without executing anything from them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import load_checkpoint
+from .config import ModelConfig
+from .meta import TalkingHeadModel
+
+__all__ = ["ASSETS", "available", "load_pretrained", "export_pretrained"]
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def available() -> list[str]:
+    """Names of the shipped models."""
+    return sorted(p.stem for p in ASSETS.glob("*.json") if p.with_suffix(".safetensors").exists())
+
+
+def _model_from(tensors: dict[str, torch.Tensor], config: ModelConfig) -> TalkingHeadModel:
+    num_videos = tensors["discriminator.W"].shape[0]
+    model = TalkingHeadModel.build(config, num_videos=num_videos)
+    model.load_state_tensors(tensors)
+    return model.eval()
+
+
+def load_pretrained(name: str = "synthheads-cpu") -> TalkingHeadModel:
+    """A shipped model, in eval mode: ``.config``, ``.embedder``, ``.generator``,
+    ``.discriminator``; ``.info`` holds how it was trained and its scores."""
+    weights, meta = ASSETS / f"{name}.safetensors", ASSETS / f"{name}.json"
+    if not (weights.exists() and meta.exists()):
+        raise ValueError(f"no shipped model {name!r}; available: {available() or 'none'}")
+    info = json.loads(meta.read_text())
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in info["model_config"].items()})
+    model = _model_from(load_file(str(weights)), config)
+    model.info = info
+    return model
+
+
+def export_pretrained(checkpoint: str | Path, name: str, info: dict,
+                      directory: Path = ASSETS) -> Path:
+    """Write the model of a training checkpoint (no optimiser state) as a shipped model."""
+    tensors, meta = load_checkpoint(checkpoint)
+    model_tensors = {k: v for k, v in tensors.items()
+                     if k.split(".", 1)[0] in ("embedder", "generator", "discriminator")}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(model_tensors, str(directory / f"{name}.safetensors"))
+    record = {"model_config": meta["model_config"], "train_config": meta["train_config"],
+              "step": meta["step"], **info}
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+    return directory / f"{name}.safetensors"

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+import fewshot_th
+from fewshot_th import pretrained
+from fewshot_th.config import tiny, training
+from fewshot_th.data import SynthHeads
+from fewshot_th.losses import ContentLoss
+from fewshot_th.meta import TalkingHeadModel, Trainer
+
+
+def test_export_and_load_pretrained_round_trip(tmp_path, monkeypatch):
+    videos = SynthHeads(num_identities=2, num_videos_per_identity=2, frames_per_video=4,
+                        size=32)
+    torch.manual_seed(0)
+    trainer = Trainer(TalkingHeadModel.build(tiny(), len(videos)), videos, training("tiny"),
+                      ContentLoss({"pixel": 1.0}), tmp_path / "run", checkpoint_every=0,
+                      sample_every=0)
+    trainer.run(1, progress=False)
+    checkpoint = trainer.save()
+    monkeypatch.setattr(pretrained, "ASSETS", tmp_path / "assets")
+    path = pretrained.export_pretrained(checkpoint, "tiny-test", {"command": "pytest"},
+                                        directory=tmp_path / "assets")
+    assert path.suffix == ".safetensors"
+    assert pretrained.available() == ["tiny-test"]
+    model = fewshot_th.load_pretrained("tiny-test")
+    assert model.config == tiny() and model.info["command"] == "pytest"
+    assert not model.generator.training and not model.embedder.training
+    for name, value in trainer.model.state_tensors().items():
+        assert torch.equal(model.state_tensors()[name], value.cpu()), name
+    with pytest.raises(ValueError, match="available"):
+        fewshot_th.load_pretrained("no-such-model")
