@@ -337,7 +337,7 @@ class Trainer:
         self.model.train()
         start = time.perf_counter()
         log_path = self.out / "metrics.jsonl" if writer else Path(os.devnull)
-        with open(log_path, "a") as log, \
+        with open(log_path, "a", buffering=1) as log, \
                 tqdm(total=until_step, initial=self.step, disable=not progress or not writer,
                      desc="meta-learning") as bar:
             while self.step < until_step:

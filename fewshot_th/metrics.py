@@ -9,10 +9,11 @@ that pose than to every other person's render of the same pose?
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssim", "psnr", "l1", "identity_retrieval"]
+__all__ = ["ssim", "psnr", "l1", "identity_retrieval", "evaluate_feed_forward"]
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -80,3 +81,56 @@ def identity_retrieval(generated: torch.Tensor, candidates: torch.Tensor,
                          f"{tuple(generated.shape)}, got {tuple(candidates.shape)}")
     distance = (candidates - generated[:, None]).abs().mean(dim=(2, 3, 4))
     return distance.argmin(dim=1) == true_index
+
+
+def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
+                          k_values: tuple[int, ...] = (1, 8, 32)) -> dict:
+    """Feed-forward scores on SynthHeads test identities, beside two copying baselines.
+
+    ê comes from K frames of the first half of each test video (64 frames); the model draws
+    8 frames of the second half from their landmarks. Returns
+    ``{K: {method: {"ssim", "l1", "retrieval"}}}`` for the model, the mean of the K source
+    frames, and the source frame whose landmarks are closest to the target's.
+    """
+    from .data import SynthHeads
+    from .landmarks import draw_landmarks
+
+    frames_per_video, num_targets = 64, 8
+    half = frames_per_video // 2
+    if not 1 <= identities or max(k_values) > half:
+        raise ValueError(f"need at least one identity and K <= {half}, got {identities} "
+                         f"identities and K = {k_values}")
+    model.eval()
+    size = model.config.image_size
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=frames_per_video, size=size, seed=seed)
+    rng = np.random.default_rng(seed)
+    targets = np.sort(rng.choice(np.arange(half, frames_per_video), num_targets, replace=False))
+    results = {}
+    for k in k_values:
+        scores = {name: {"ssim": [], "l1": [], "retrieval": []}
+                  for name in ("model", "mean of sources", "nearest-landmark source")}
+        for identity in range(identities):
+            sources = np.sort(rng.choice(half, k, replace=False))
+            src_frames, src_points = test.get_frames(identity, sources)
+            tgt_frames, tgt_points = test.get_frames(identity, targets)
+            with torch.no_grad():
+                _, e_hat = model.embedder(src_frames[None],
+                                          draw_landmarks(src_points, size)[None])
+                generated = model.generator(draw_landmarks(tgt_points, size),
+                                            e_hat.expand(num_targets, -1))
+            nearest = torch.cdist(tgt_points.flatten(1), src_points.flatten(1)).argmin(1)
+            mean = src_frames.mean(0, keepdim=True).expand(num_targets, -1, -1, -1)
+            outputs = {"model": generated, "mean of sources": mean,
+                       "nearest-landmark source": src_frames[nearest]}
+            pose = test.pose(identity, targets)
+            candidates = torch.stack([test.render(j, pose) for j in range(identities)], dim=1)
+            truth = torch.full((num_targets,), identity)
+            for name, frames in outputs.items():
+                scores[name]["ssim"].append(ssim(frames, tgt_frames))
+                scores[name]["l1"].append(l1(frames, tgt_frames))
+                scores[name]["retrieval"].append(
+                    identity_retrieval(frames, candidates, truth).float())
+        results[k] = {name: {m: float(torch.cat(v).mean()) for m, v in s.items()}
+                      for name, s in scores.items()}
+    return results

@@ -49,3 +49,22 @@ def test_metrics_reject_mismatched_or_tiny_images():
         identity_retrieval(torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16),
                            torch.tensor([0, 0]))
     assert np.isfinite(psnr(torch.ones(1, 3, 16, 16), torch.ones(1, 3, 16, 16)).item())
+
+
+def test_feed_forward_evaluation_scores_the_model_and_the_copying_baselines():
+    from fewshot_th.config import tiny
+    from fewshot_th.meta import TalkingHeadModel
+    from fewshot_th.metrics import evaluate_feed_forward
+
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=2)
+    results = evaluate_feed_forward(model, identities=3, k_values=(1, 4))
+    assert set(results) == {1, 4}
+    for by_method in results.values():
+        assert set(by_method) == {"model", "mean of sources", "nearest-landmark source"}
+        for scores in by_method.values():
+            assert 0 <= scores["retrieval"] <= 1 and -1 <= scores["ssim"] <= 1
+    assert results[4]["nearest-landmark source"]["ssim"] > results[4]["model"]["ssim"], \
+        "an untrained model loses to copying"
+    with pytest.raises(ValueError, match="K <= 32"):
+        evaluate_feed_forward(model, identities=2, k_values=(33,))
