@@ -18,10 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import machine, median_seconds  # noqa: E402
 
 from fewshot_th.data import SynthHeads  # noqa: E402
 from fewshot_th.landmarks import PARTS, draw_landmarks  # noqa: E402
+
+from common import machine, median_seconds  # noqa: E402
 
 
 def draw_with_matplotlib(points: np.ndarray, size: int) -> torch.Tensor:

@@ -24,13 +24,14 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import machine
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.utils.flop_counter import FlopCounterMode
 
 from fewshot_th.config import profile
 from fewshot_th.nn import Embedder, Generator, ProjectionDiscriminator
 from fewshot_th.nn.blocks import SNConv2d, SNLinear
+
+from common import machine
 
 K = 8
 

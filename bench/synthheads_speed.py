@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from common import machine, median_seconds
-
 from fewshot_th.data import SynthHeads
+
+from common import machine, median_seconds
 
 
 def main() -> None:

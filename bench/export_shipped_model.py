@@ -1,0 +1,76 @@
+"""Export a training run's checkpoint as the model shipped in fewshot_th/assets.
+
+Scores it with bench/pretrained_quality.py's protocol (SynthHeads test identities), draws its
+training curve, and records how it was made:
+
+    python bench/export_shipped_model.py --run /work/runs/cpu-2 --name synthheads-cpu \\
+        --command "fewshot-th train --profile cpu --out runs/cpu --steps 5000 --identities 1000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fewshot_th import pretrained  # noqa: E402
+from fewshot_th.checkpoint import latest_checkpoint  # noqa: E402
+from fewshot_th.metrics import evaluate_feed_forward  # noqa: E402
+
+from common import machine  # noqa: E402
+
+
+def curve(rows: list[dict], path: Path) -> dict:
+    """Plot the four losses (moving averages over 50 steps); return them, every 50 steps."""
+    steps = np.array([r["step"] for r in rows])
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+    summary = {"step": steps[49::50].tolist()}
+    for ax, key in zip(axes, ("cnt", "adv", "mch", "dsc")):
+        values = np.array([r[key] for r in rows])
+        smooth = np.convolve(values, np.ones(50) / 50, mode="valid")
+        ax.plot(steps[49:], smooth)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        summary[key] = [round(float(v), 4) for v in smooth[::50]]
+    axes[0].set_ylabel("loss (50-step average)")
+    fig.suptitle("Training curve of the shipped model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--name", default="synthheads-cpu")
+    parser.add_argument("--command", required=True, help="the command that trained the run")
+    parser.add_argument("--identities", type=int, default=20)
+    args = parser.parse_args()
+    run = Path(args.run)
+    checkpoint = latest_checkpoint(run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["step"] <= int(checkpoint.stem.split("-")[1])]
+    info = {"command": args.command, "machine": machine(),
+            "training_minutes": round(rows[-1]["seconds"] / 60, 1),
+            "curve": curve(rows, pretrained.ASSETS / f"{args.name}-curve.png")}
+    pretrained.export_pretrained(checkpoint, args.name, info)
+    torch.manual_seed(0)
+    scores = evaluate_feed_forward(pretrained.load_pretrained(args.name), args.identities)
+    info["scores"] = scores
+    info["scores_protocol"] = ("bench/pretrained_quality.py: SynthHeads test split, "
+                               f"{args.identities} identities, 8 targets from frames 32-63, "
+                               "K sources from frames 0-31, seed 0")
+    pretrained.export_pretrained(checkpoint, args.name, info)
+    print(json.dumps(scores, indent=1))
+
+
+if __name__ == "__main__":
+    main()
