@@ -30,7 +30,8 @@ def available() -> list[str]:
 def _model_from(tensors: dict[str, torch.Tensor], config: ModelConfig) -> TalkingHeadModel:
     num_videos = tensors["discriminator.W"].shape[0]
     model = TalkingHeadModel.build(config, num_videos=num_videos)
-    model.load_state_tensors(tensors)
+    model.load_state_tensors({k: v.float() if v.is_floating_point() else v
+                              for k, v in tensors.items()})
     return model.eval()
 
 
@@ -49,10 +50,15 @@ def load_pretrained(name: str = "synthheads-cpu") -> TalkingHeadModel:
 
 
 def export_pretrained(checkpoint: str | Path, name: str, info: dict,
-                      directory: Path = ASSETS) -> Path:
-    """Write the model of a training checkpoint (no optimiser state) as a shipped model."""
+                      directory: Path = ASSETS, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the model of a training checkpoint (no optimiser state) as a shipped model.
+
+    Floating-point tensors are stored as ``dtype`` (half precision by default: half the size
+    in the repository, and ``load_pretrained`` computes in float32 again).
+    """
     tensors, meta = load_checkpoint(checkpoint)
-    model_tensors = {k: v for k, v in tensors.items()
+    model_tensors = {k: v.to(dtype) if v.is_floating_point() else v
+                     for k, v in tensors.items()
                      if k.split(".", 1)[0] in ("embedder", "generator", "discriminator")}
     directory.mkdir(parents=True, exist_ok=True)
     save_file(model_tensors, str(directory / f"{name}.safetensors"))

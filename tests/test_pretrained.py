@@ -20,7 +20,7 @@ def test_export_and_load_pretrained_round_trip(tmp_path, monkeypatch):
     checkpoint = trainer.save()
     monkeypatch.setattr(pretrained, "ASSETS", tmp_path / "assets")
     path = pretrained.export_pretrained(checkpoint, "tiny-test", {"command": "pytest"},
-                                        directory=tmp_path / "assets")
+                                        directory=tmp_path / "assets", dtype=torch.float32)
     assert path.suffix == ".safetensors"
     assert pretrained.available() == ["tiny-test"]
     model = fewshot_th.load_pretrained("tiny-test")
@@ -30,3 +30,22 @@ def test_export_and_load_pretrained_round_trip(tmp_path, monkeypatch):
         assert torch.equal(model.state_tensors()[name], value.cpu()), name
     with pytest.raises(ValueError, match="available"):
         fewshot_th.load_pretrained("no-such-model")
+
+
+def test_half_precision_export_loads_as_float32_close_to_the_original(tmp_path, monkeypatch):
+    videos = SynthHeads(num_identities=2, num_videos_per_identity=1, frames_per_video=4,
+                        size=32)
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), len(videos))
+    trainer = Trainer(model, videos, training("tiny").with_changes(batch_size=1),
+                      ContentLoss({"pixel": 1.0}), tmp_path / "run", checkpoint_every=0,
+                      sample_every=0)
+    checkpoint = trainer.save()
+    monkeypatch.setattr(pretrained, "ASSETS", tmp_path / "assets")
+    pretrained.export_pretrained(checkpoint, "half", {}, directory=tmp_path / "assets")
+    loaded = fewshot_th.load_pretrained("half")
+    for name, value in trainer.model.state_tensors().items():
+        got = loaded.state_tensors()[name]
+        assert got.dtype == value.dtype, name
+        if value.is_floating_point():
+            torch.testing.assert_close(got, value.cpu(), atol=1e-3, rtol=1e-3)
