@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=20)
     args = parser.parse_args()
     run = Path(args.run)
+    pretrained.ASSETS.mkdir(parents=True, exist_ok=True)
     checkpoint = latest_checkpoint(run)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["step"] <= int(checkpoint.stem.split("-")[1])]
