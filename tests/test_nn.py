@@ -284,7 +284,7 @@ def test_after_one_backward_pass_every_learning_parameter_has_a_gradient():
     step()
     for net in (embedder, generator):
         assert not without_grad(net)
-    assert without_grad(discriminator) == {"W"} or not without_grad(discriminator)
+    assert not without_grad(discriminator), "W too: the loss above includes a match term"
     rows = discriminator.W.grad.abs().sum(1)
     assert (rows[[1, 3]] > 0).all() and (rows[[0, 2]] == 0).all(), \
         "only the rows of the videos in the batch learn"
