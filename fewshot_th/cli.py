@@ -74,7 +74,7 @@ def _train_here(args: argparse.Namespace) -> int:
         step = trainer.load()
         print(f"resumed {args.out} at step {step}")
     try:
-        trainer.run(args.steps)
+        trainer.run(args.steps, max_seconds=args.minutes * 60 if args.minutes else None)
     except TrainingDiverged as error:
         print(f"fewshot-th train: {error}", file=sys.stderr)
         return 3
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="training videos (real video folders come with chapter 9)")
     train.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
     train.add_argument("--steps", type=int, required=True, help="train until this step")
+    train.add_argument("--minutes", type=float, default=None,
+                       help="stop after this many minutes of training (and save), even before "
+                            "--steps")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     train.add_argument("--identities", type=int, default=1000)
     train.add_argument("--videos-per-identity", type=int, default=2)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error("--minutes must be positive")
     return _train(args)
 
 

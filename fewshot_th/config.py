@@ -139,6 +139,7 @@ class TrainConfig:
     batch_size: int = 8  # videos per step
     lr_eg: float = 5e-5  # Adam learning rate of E and G
     lr_d: float = 2e-4  # Adam learning rate of D (and of W)
+    lr_w: float | None = None  # Adam learning rate of W alone (None: lr_d)
     betas: tuple[float, float] = (0.0, 0.999)  # (unverified) the authors' later code
     d_steps: int = 1  # D updates per E+G update
     content: tuple[tuple[str, float], ...] = (("vgg19", 1.5e-1), ("vggface", 2.5e-2))
@@ -159,6 +160,8 @@ class TrainConfig:
         for name in ("lr_eg", "lr_d"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrainConfig.{name} must be positive")
+        if self.lr_w is not None and not self.lr_w > 0:
+            raise ValueError("TrainConfig.lr_w must be None or positive")
         if not self.content:
             raise ValueError("TrainConfig.content needs at least one term")
         for term, weight in self.content:

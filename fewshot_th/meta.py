@@ -235,13 +235,14 @@ class Trainer:
         train: the ``TrainConfig``; ``content_loss``: L_CNT (``losses.content_loss_from``).
         out: run directory: checkpoints, ``metrics.jsonl``, ``samples/``.
         seed: the data order and episodes are a pure function of it.
+        mixed_precision: on a CUDA device, run the step under bfloat16 autocast.
     """
 
     def __init__(self, model: TalkingHeadModel, videos, train: TrainConfig,
                  content_loss: ContentLoss, out: str | Path, *, seed: int = 0,
                  checkpoint_every: int = 500, sample_every: int = 250, keep: int = 3,
                  device: str | torch.device = "cpu", channels_last: bool = True,
-                 num_workers: int = 0):
+                 num_workers: int = 0, mixed_precision: bool = True):
         if len(videos) != model.discriminator.num_videos:
             raise ValueError(f"D has {model.discriminator.num_videos} columns W_i but there "
                              f"are {len(videos)} training videos")
@@ -251,6 +252,7 @@ class Trainer:
         self.checkpoint_every, self.sample_every, self.keep = checkpoint_every, sample_every, keep
         self.device = torch.device(device)
         self.num_workers = num_workers
+        self.mixed_precision = mixed_precision
         model.to(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -258,8 +260,11 @@ class Trainer:
         self.opt_eg = torch.optim.Adam(
             [*model.embedder.parameters(), *model.generator.parameters()],
             lr=train.lr_eg, betas=train.betas)
-        self.opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=train.lr_d,
-                                      betas=train.betas)
+        W = model.discriminator.W  # its own learning rate: each row learns once per epoch
+        self.opt_d = torch.optim.Adam(
+            [{"params": [p for p in model.discriminator.parameters() if p is not W]},
+             {"params": [W], "lr": train.lr_w or train.lr_d}],
+            lr=train.lr_d, betas=train.betas)
         self.step = 0
         self.last_checkpoint: Path | None = None
         import torch.distributed as dist
@@ -271,7 +276,7 @@ class Trainer:
         self.world_size = dist.get_world_size() if distributed else 1
 
     def _autocast(self):
-        if self.device.type == "cuda":  # mixed precision on GPUs; exact float32 on CPU
+        if self.device.type == "cuda" and self.mixed_precision:  # float32 on CPU
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -326,8 +331,13 @@ class Trainer:
                             batch["target_frame"][:4], fake])
         plt.imsave(folder / f"step-{self.step:08d}.png", grid)
 
-    def run(self, until_step: int, progress: bool = True) -> list[dict]:
-        """Train until ``self.step == until_step``; returns the metrics of these steps."""
+    def run(self, until_step: int, progress: bool = True,
+            max_seconds: float | None = None) -> list[dict]:
+        """Train until ``self.step == until_step`` (or, given ``max_seconds``, until that much
+        wall-clock time has passed, whichever comes first); returns the metrics of these steps.
+        """
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
         batches = episode_batches(self.episodes, self.train_config.batch_size, seed=self.seed,
                                   num_workers=self.num_workers, start=self.step,
                                   rank=self.rank, world_size=self.world_size)
@@ -340,7 +350,8 @@ class Trainer:
         with open(log_path, "a", buffering=1) as log, \
                 tqdm(total=until_step, initial=self.step, disable=not progress or not writer,
                      desc="meta-learning") as bar:
-            while self.step < until_step:
+            while self.step < until_step and (
+                    max_seconds is None or time.perf_counter() - start < max_seconds):
                 batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                          for k, v in next(batches).items()}
                 try:

@@ -102,6 +102,7 @@ def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
                          f"identities and K = {k_values}")
     model.eval()
     size = model.config.image_size
+    device = next(model.generator.parameters()).device  # scores are computed on the CPU
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
                       frames_per_video=frames_per_video, size=size, seed=seed)
     rng = np.random.default_rng(seed)
@@ -115,10 +116,10 @@ def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
             src_frames, src_points = test.get_frames(identity, sources)
             tgt_frames, tgt_points = test.get_frames(identity, targets)
             with torch.no_grad():
-                _, e_hat = model.embedder(src_frames[None],
-                                          draw_landmarks(src_points, size)[None])
-                generated = model.generator(draw_landmarks(tgt_points, size),
-                                            e_hat.expand(num_targets, -1))
+                _, e_hat = model.embedder(src_frames[None].to(device),
+                                          draw_landmarks(src_points, size)[None].to(device))
+                generated = model.generator(draw_landmarks(tgt_points, size).to(device),
+                                            e_hat.expand(num_targets, -1)).float().cpu()
             nearest = torch.cdist(tgt_points.flatten(1), src_points.flatten(1)).argmin(1)
             mean = src_frames.mean(0, keepdim=True).expand(num_targets, -1, -1, -1)
             outputs = {"model": generated, "mean of sources": mean,

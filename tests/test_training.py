@@ -141,6 +141,23 @@ def test_command_line_trains_and_resumes(tmp_path):
     assert (tmp_path / "samples" / "step-00000002.png").exists()
 
 
+def test_run_stops_at_a_time_limit_and_the_command_line_saves_there(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path / "a")
+    trainer.run(10 ** 6, progress=False, max_seconds=1.0)
+    assert 1 <= trainer.step < 10 ** 6
+    with pytest.raises(ValueError, match="max_seconds"):
+        trainer.run(10, max_seconds=0)
+    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
+               str(tmp_path / "b"), "--identities", "2", "--frames", "4", "--steps", "100000",
+               "--minutes", "0.02", "--checkpoint-every", "0"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    saved = ckpt.latest_checkpoint(tmp_path / "b")
+    assert saved is not None and 0 < int(saved.stem.split("-")[1]) < 100000
+    bad = subprocess.run(command[:-4] + ["--minutes", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--minutes" in bad.stderr
+
+
 def test_command_line_refuses_vgg_content_without_weights(tmp_path, monkeypatch):
     env = {"FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch"), "PATH": "/usr/bin"}
     result = subprocess.run([sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny",

@@ -1,0 +1,149 @@
+"""Time to quality: train a recipe from scratch and score it on held-out identities as it goes.
+
+Trains E, G and D on SynthHeads with ``fewshot_th.meta.Trainer`` for ``--minutes`` of
+wall-clock training (evaluation time not counted) and, every ``--eval-every`` minutes, scores
+the feed-forward model on SynthHeads test identities with ``evaluate_feed_forward`` (SSIM, L1,
+identity retrieval at K = 1, 8, 32, beside the two copying baselines). Writes
+``<out>/quality.jsonl`` (one line per evaluation) and ``<out>/quality.png``.
+
+Recipes differ by ``--set NAME=VALUE`` (a ``TrainConfig`` field) and ``--model NAME=VALUE``
+(a ``ModelConfig`` field), for ablations:
+
+    python bench/time_to_quality.py --out bench/out/ttq-base --minutes 30
+    python bench/time_to_quality.py --out bench/out/ttq-lr --minutes 30 --set lr_eg=5e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from fewshot_th.config import profile, seed_everything, training  # noqa: E402
+from fewshot_th.data import SynthHeads  # noqa: E402
+from fewshot_th.losses import content_loss_from  # noqa: E402
+from fewshot_th.meta import TalkingHeadModel, Trainer  # noqa: E402
+from fewshot_th.metrics import evaluate_feed_forward  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
+
+
+def _assignments(pairs: list[str], what: str) -> dict:
+    changes = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"{what} takes NAME=VALUE, got {pair!r}")
+        try:
+            changes[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[name] = text
+    return changes
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """SSIM and retrieval against training minutes, K = 1, 8, 32, with the copying baselines."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    minutes = [r["minutes"] for r in rows]
+    for ax, metric in zip(axes, ("ssim", "retrieval")):
+        for k, style in (("1", ":"), ("8", "-"), ("32", "--")):
+            ax.plot(minutes, [r["scores"][k]["model"][metric] for r in rows], "C0" + style,
+                    marker="o", label=f"model, K = {k}")
+        for name, colour in (("mean of sources", "C1"), ("nearest-landmark source", "C2")):
+            ax.axhline(rows[-1]["scores"]["8"][name][metric], color=colour, lw=1,
+                       label=f"{name}, K = 8")
+        ax.set_xlabel("training minutes (2 CPU cores)" if rows[-1]["device"] == "cpu"
+                      else f"training minutes ({rows[-1]['device']})")
+        ax.set_title(f"{metric}, held-out identities, feed-forward")
+        ax.set_ylim(0, 1)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--eval-every", type=float, default=5, help="minutes between scores")
+    parser.add_argument("--identities", type=int, default=1000, help="training identities")
+    parser.add_argument("--test-identities", type=int, default=20)
+    parser.add_argument("--set", action="append", default=[], help="TrainConfig NAME=VALUE")
+    parser.add_argument("--model", action="append", default=[], help="ModelConfig NAME=VALUE")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample-every", type=int, default=250, help="steps between samples")
+    parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast on CUDA")
+    parser.add_argument("--checkpoint-every", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    config = profile(args.profile).with_changes(**_assignments(args.model, "--model"))
+    train = training(args.profile).with_changes(**_assignments(args.set, "--set"))
+    seed_everything(args.seed)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    videos = SynthHeads("train", num_identities=args.identities, num_videos_per_identity=2,
+                        frames_per_video=32, size=config.image_size, seed=args.seed)
+    model = TalkingHeadModel.build(config, num_videos=len(videos))
+    trainer = Trainer(model, videos, train, content_loss_from(train.content), args.out,
+                      seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      sample_every=args.sample_every, device=args.device, num_workers=args.workers,
+                      mixed_precision=not args.fp32)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "quality.jsonl"
+    rows: list[dict] = []
+    trained = 0.0
+    next_eval = 0.0
+    print(f"{machine()}; recipe: {train}; model: {config}", flush=True)
+    while True:
+        done = trained >= args.minutes * 60 - 1e-9
+        if trained >= next_eval - 1e-9 or done:
+            model.to(memory_format=torch.contiguous_format)
+            cpu_model = model if args.device == "cpu" else model.to("cpu")
+            torch.manual_seed(0)
+            scores = evaluate_feed_forward(cpu_model, args.test_identities)
+            if args.device != "cpu":
+                model.to(args.device)
+            model.to(memory_format=torch.channels_last)
+            model.train()
+            row = {"minutes": round(trained / 60, 2), "step": trainer.step,
+                   "device": args.device, "scores": {str(k): v for k, v in scores.items()}}
+            rows.append(row)
+            with open(log, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            plot(rows, out / "quality.png")
+            s8 = scores[8]["model"]
+            print(f"{row['minutes']:6.1f} min, step {trainer.step}: K=8 SSIM "
+                  f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f}; "
+                  f"K=1 {scores[1]['model']['ssim']:.3f}/{scores[1]['model']['retrieval']:.2f} "
+                  f"K=32 {scores[32]['model']['ssim']:.3f}/"
+                  f"{scores[32]['model']['retrieval']:.2f}", flush=True)
+            while next_eval <= trained + 1e-9:
+                next_eval += args.eval_every * 60
+            if done:
+                break
+        start = time.perf_counter()
+        trainer.run(trainer.step + 10 ** 9, progress=False,
+                    max_seconds=min(next_eval, args.minutes * 60) - trained)
+        trained += time.perf_counter() - start
+    if args.checkpoint_every:
+        trainer.save()
+
+
+if __name__ == "__main__":
+    main()
