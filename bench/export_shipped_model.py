@@ -5,6 +5,10 @@ training curve, and records how it was made:
 
     python bench/export_shipped_model.py --run /work/runs/cpu-2 --name synthheads-cpu \\
         --command "fewshot-th train --profile cpu --out runs/cpu --steps 5000 --identities 1000"
+
+``--checkpoint`` picks a checkpoint other than the run's newest: also a model that
+bench/gpu_sweep.sh exported on a GPU machine (its .safetensors and .json side by side).
+Training minutes come from the run's quality.jsonl (bench/time_to_quality.py) when it has one.
 """
 
 from __future__ import annotations
@@ -53,14 +57,30 @@ def main() -> None:
     parser.add_argument("--name", default="synthheads-cpu")
     parser.add_argument("--command", required=True, help="the command that trained the run")
     parser.add_argument("--identities", type=int, default=20)
+    parser.add_argument("--checkpoint", help="default: the run's newest checkpoint")
+    parser.add_argument("--machine", help="where it was trained (default: this machine)")
     args = parser.parse_args()
     run = Path(args.run)
     pretrained.ASSETS.mkdir(parents=True, exist_ok=True)
-    checkpoint = latest_checkpoint(run)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run)
+    step = json.loads(checkpoint.with_suffix(".json").read_text())["step"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["step"] <= int(checkpoint.stem.split("-")[1])]
-    info = {"command": args.command, "machine": machine(),
-            "training_minutes": round(rows[-1]["seconds"] / 60, 1),
+    rows = [r for r in rows if r["step"] <= step]
+    minutes = rows[-1]["seconds"] / 60
+    if (run / "quality.jsonl").exists():  # time_to_quality.py restarts "seconds" per leg
+        scored = [json.loads(line) for line in (run / "quality.jsonl").read_text().splitlines()]
+        before = max((r for r in scored if r["step"] <= step), key=lambda r: r["step"])
+        after = min((r for r in scored if r["step"] >= step), key=lambda r: r["step"],
+                    default=None)
+        minutes = before["minutes"]
+        if after is not None and after["step"] > before["step"]:
+            minutes += (after["minutes"] - before["minutes"]) * \
+                (step - before["step"]) / (after["step"] - before["step"])
+        else:  # the checkpoint came after the last score: count its steps at the last pace
+            pace = before["minutes"] / max(before["step"], 1)
+            minutes += pace * (step - before["step"])
+    info = {"command": args.command, "machine": args.machine or machine(),
+            "training_minutes": round(minutes, 1),
             "curve": curve(rows, pretrained.ASSETS / f"{args.name}-curve.png")}
     pretrained.export_pretrained(checkpoint, args.name, info)
     torch.manual_seed(0)

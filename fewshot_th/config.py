@@ -183,17 +183,20 @@ def training(name: str) -> TrainConfig:
       λ_MCH = 80), Adam with lr 5e-5 (E, G) and 2e-4 (D).
     * ``cpu``: pixel L1 content instead of VGG19 + VGGFace, whose weights cannot be downloaded
       on an offline machine and whose forward passes would double the cost of a CPU step
-      (chapter 5 discusses what this changes); learning rates 2e-4 for all and betas
-      (0.5, 0.999), which the trial in FEASIBILITY.md found to learn faster on a CPU budget;
-      W_i initialised from the video's first ê and λ_MCH ramped in over 500 steps, against
-      the embedding collapse that trial ran into.
+      (chapter 5 discusses what this changes); batches of 32 videos, learning rates 4e-4 for
+      all and betas (0.5, 0.999); W_i initialised from the video's first ê and λ_MCH ramped
+      in over 500 steps, against the embedding collapse of the trial in FEASIBILITY.md; and
+      λ_MCH = 8 (paper: 80): beside a pixel L1 ten times smaller than the paper's VGG
+      content loss, λ_MCH = 80 anchors ê to the slowly moving W_i and stalls E (measured in
+      bench/RESULTS.md, "Time to quality").
     * ``tiny``: the ``cpu`` recipe with small batches, for tests.
     """
     if name == "paper":
         return TrainConfig()
     if name == "cpu":
-        return TrainConfig(lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999), content=(("pixel", 10.0),),
-                           init_w_from_e_hat=True, mch_warmup_steps=500)
+        return TrainConfig(batch_size=32, lr_eg=4e-4, lr_d=4e-4, betas=(0.5, 0.999),
+                           content=(("pixel", 10.0),), lambda_mch=8.0, init_w_from_e_hat=True,
+                           mch_warmup_steps=500)
     if name == "tiny":
         return TrainConfig(k=2, batch_size=2, lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
                            content=(("pixel", 10.0),), init_w_from_e_hat=True,

@@ -3,10 +3,11 @@ import torch
 
 import fewshot_th
 from fewshot_th import pretrained
-from fewshot_th.config import tiny, training
+from fewshot_th.config import cpu, tiny, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, Trainer
+from fewshot_th.metrics import evaluate_feed_forward
 
 
 def test_export_and_load_pretrained_round_trip(tmp_path, monkeypatch):
@@ -49,3 +50,22 @@ def test_half_precision_export_loads_as_float32_close_to_the_original(tmp_path, 
         assert got.dtype == value.dtype, name
         if value.is_floating_point():
             torch.testing.assert_close(got, value.cpu(), atol=1e-3, rtol=1e-3)
+
+
+def test_the_shipped_model_loads_in_eval_mode_and_keeps_unseen_identities():
+    assert "synthheads-cpu" in pretrained.available()
+    files = [pretrained.ASSETS / f"synthheads-cpu.{ext}" for ext in ("safetensors", "json")]
+    assert sum(f.stat().st_size for f in files) <= 25 * 2**20
+    model = fewshot_th.load_pretrained("synthheads-cpu")
+    assert model.config == cpu()
+    for net in (model.embedder, model.generator, model.discriminator):
+        assert not net.training
+    info = model.info
+    for key in ("step", "training_minutes", "machine", "command", "scores", "train_config"):
+        assert key in info, key
+    assert info["scores"]["8"]["model"]["retrieval"] >= 0.9
+    # The stored scores are the model's own: re-score 4 test identities at K = 8 here.
+    torch.manual_seed(0)
+    scores = evaluate_feed_forward(model, identities=4, k_values=(8,))[8]
+    assert scores["model"]["retrieval"] >= 0.9
+    assert scores["model"]["ssim"] > 0.6 and scores["model"]["l1"] < 0.08

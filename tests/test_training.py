@@ -20,7 +20,8 @@ def videos():
 def _trainer(videos, out, **kwargs):
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
-    return Trainer(model, videos, training("tiny"), ContentLoss({"pixel": 10.0}), out,
+    train = kwargs.pop("train", training("tiny"))
+    return Trainer(model, videos, train, ContentLoss({"pixel": 10.0}), out,
                    checkpoint_every=kwargs.pop("checkpoint_every", 0), sample_every=0,
                    **kwargs)
 
@@ -121,6 +122,21 @@ def test_a_nan_loss_stops_training_and_names_the_last_good_checkpoint(videos, tm
     with pytest.raises(TrainingDiverged, match="step 2.*step-00000001"):
         trainer.run(3, progress=False)
     assert ckpt.latest_checkpoint(tmp_path).name == "step-00000001.json"
+
+
+def test_w_learns_at_its_own_rate_and_a_bad_rate_is_refused(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path, train=training("tiny").with_changes(
+        lr_w=0.05, init_w_from_e_hat=False))
+    W = trainer.model.discriminator.W
+    rest, w_group = trainer.opt_d.param_groups
+    assert w_group["params"] == [W] and w_group["lr"] == 0.05
+    assert rest["lr"] == training("tiny").lr_d and all(p is not W for p in rest["params"])
+    before = W.detach().clone()
+    trainer.run(1, progress=False)
+    touched = (W.detach() - before).abs().amax(dim=1) > 0
+    assert touched.any() and (W.detach() - before).abs().max() > 0.01  # a step of ~lr_w
+    with pytest.raises(ValueError, match="lr_w"):
+        training("tiny").with_changes(lr_w=0.0)
 
 
 def test_trainer_rejects_a_discriminator_of_the_wrong_size(videos, tmp_path):
