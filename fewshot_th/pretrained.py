@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .meta import TalkingHeadModel
 
-__all__ = ["ASSETS", "available", "load_pretrained", "export_pretrained"]
+__all__ = ["ASSETS", "available", "load_pretrained", "export_pretrained", "load_trained"]
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -66,3 +66,17 @@ def export_pretrained(checkpoint: str | Path, name: str, info: dict,
               "step": meta["step"], **info}
     (directory / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
     return directory / f"{name}.safetensors"
+
+
+def load_trained(checkpoint: str | Path) -> TalkingHeadModel:
+    """The model of a training checkpoint (``.json`` or ``.safetensors`` path), in eval mode,
+    with ``.info`` holding its recipe, like a shipped model's."""
+    tensors, meta = load_checkpoint(checkpoint)
+    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in meta["model_config"].items()})
+    model = _model_from({k: v for k, v in tensors.items()
+                         if k.split(".", 1)[0] in ("embedder", "generator", "discriminator")},
+                        config)
+    model.info = {"train_config": meta["train_config"], "step": meta["step"],
+                  "checkpoint": str(checkpoint)}
+    return model

@@ -1,0 +1,216 @@
+"""The few-shot stage (Sec. 3.3): a model of a new person from K frames.
+
+Two ways, both starting from the meta-learned E, G and D:
+
+* **feed-forward (FF)**: ê_new = mean of E over the K frames; G draws any frame from its
+  landmarks with the AdaIN parameters ψ̂ = P ê_new. Nothing is trained.
+* **fine-tuning (FT)**: ψ' starts at P ê_new and becomes a parameter of its own; the
+  discriminator scores with one vector w' started at w0 + ê_new instead of a column of W.
+  G (its weights and ψ') and D are then trained adversarially on the K frames with
+  L'_CNT + L'_ADV (no match loss) for a few steps. The meta-learned networks are copied
+  first, so the model that was passed in stays as it was.
+
+    personal = few_shot(model, frames, landmarks, mode="ft")
+    video = personal.render(other_landmarks)          # (T, 3, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig, paper, training
+from .landmarks import NUM_LANDMARKS, draw_landmarks
+from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
+from .meta import TrainingDiverged
+
+__all__ = ["PersonalModel", "few_shot", "default_steps"]
+
+FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice; PAPER.md: unverified)
+FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
+
+
+def default_steps(k: int) -> int:
+    """Fine-tuning steps for K frames: ``FT_EPOCHS`` passes in batches of ``min(K, 8)``."""
+    return math.ceil(FT_EPOCHS * k / min(k, FT_BATCH))
+
+
+class PersonalModel:
+    """A talking-head model of one person, made by ``few_shot``.
+
+    Attributes:
+        mode: ``"ff"`` or ``"ft"``.
+        generator: G (the meta-learned one for FF, a fine-tuned copy for FT).
+        psi: ``(num_adain_params,)`` the person's AdaIN parameters (ψ̂ = P ê for FF, ψ' for FT).
+        e_hat: ``(D,)`` the person's embedding ê_new.
+        psi_init, w_init: ψ' and w' before fine-tuning (FT only; ``w_init`` = w0 + ê_new).
+        discriminator, w: the fine-tuned D and its w' (FT only).
+        history: the losses of every fine-tuning step (FT only).
+    """
+
+    def __init__(self, mode: str, generator: nn.Module, psi: torch.Tensor, e_hat: torch.Tensor,
+                 **extra):
+        self.mode, self.generator = mode, generator
+        self.psi, self.e_hat = psi.detach(), e_hat.detach()
+        self.psi_init = extra.get("psi_init")
+        self.w_init = extra.get("w_init")
+        self.discriminator = extra.get("discriminator")
+        self.w = extra.get("w")
+        self.history: list[dict] = extra.get("history", [])
+
+    @property
+    def image_size(self) -> int:
+        return self.generator.config.image_size
+
+    def render(self, landmarks, batch_size: int = 32) -> torch.Tensor:
+        """Frames of this person for ``(T, 68, 2)`` landmarks (pixel coordinates):
+        ``(T, 3, H, W)`` in [0, 1], on the CPU."""
+        points = _check_landmarks(landmarks, "landmarks")
+        device = self.psi.device
+        out, was_training = [], self.generator.training
+        self.generator.eval()  # no power iterations, no statistics updated while rendering
+        try:
+            with torch.no_grad():
+                for start in range(0, len(points), batch_size):
+                    images = draw_landmarks(points[start:start + batch_size], self.image_size)
+                    out.append(self.generator(images.to(device), psi=self.psi).float().cpu())
+        finally:
+            self.generator.train(was_training)
+        return torch.cat(out)
+
+
+def _check_landmarks(landmarks, name: str, count: int | None = None) -> np.ndarray:
+    if isinstance(landmarks, torch.Tensor):
+        landmarks = landmarks.detach().cpu().numpy()
+    points = np.asarray(landmarks, dtype=np.float32)
+    if points.ndim != 3 or points.shape[1:] != (NUM_LANDMARKS, 2):
+        raise ValueError(f"{name} must have shape (T, {NUM_LANDMARKS}, 2) (pixel x, y of the 68 "
+                         f"points of each frame), got {points.shape}")
+    if count is not None and len(points) != count:
+        raise ValueError(f"{name} has {len(points)} sets of points for {count} frames: give "
+                         "one set per frame")
+    if len(points) == 0:
+        raise ValueError(f"{name} is empty: give at least one frame's landmarks")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    return points
+
+
+def _check_frames(frames, size: int) -> torch.Tensor:
+    if not isinstance(frames, torch.Tensor):
+        frames = torch.as_tensor(np.asarray(frames))
+    if frames.ndim != 4 or frames.shape[1:] != (3, size, size):
+        raise ValueError(f"frames must have shape (K, 3, {size}, {size}) for this model "
+                         f"(K >= 1 RGB frames of {size} x {size} pixels), "
+                         f"got {tuple(frames.shape)}")
+    if frames.shape[0] < 1:
+        raise ValueError("few-shot learning needs K >= 1 frames, got none")
+    if not frames.is_floating_point():
+        raise ValueError(f"frames must be floats in [0, 1], got {frames.dtype} (divide 8-bit "
+                         "images by 255)")
+    frames = frames.detach().float().cpu()
+    if not torch.isfinite(frames).all() or frames.min() < 0 or frames.max() > 1:
+        raise ValueError("frames must be finite values in [0, 1], got values from "
+                         f"{float(frames.min()):.3g} to {float(frames.max()):.3g}")
+    return frames
+
+
+def _train_config_of(model) -> TrainConfig:
+    """The recipe the model was meta-learned with (shipped models store it), else its profile's."""
+    stored = getattr(model, "info", {}).get("train_config")
+    if stored:
+        values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                  if isinstance(v, list) else v for k, v in stored.items()}
+        known = set(TrainConfig.__dataclass_fields__)
+        return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    return training("paper" if model.config == paper() else "cpu")
+
+
+def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = None, *,
+             train: TrainConfig | None = None, content_loss=None, seed: int = 0,
+             progress: bool = True) -> PersonalModel:
+    """A model of a new person from K frames and their landmarks.
+
+    Args:
+        model: meta-learned E, G, D, e.g. ``fewshot_th.load_pretrained("synthheads-cpu")``.
+        frames: ``(K, 3, H, W)`` in [0, 1], H = W = the model's image size.
+        landmarks: ``(K, 68, 2)`` pixel coordinates of each frame's landmarks.
+        mode: ``"ff"`` (feed-forward) or ``"ft"`` (fine-tuning).
+        steps: fine-tuning steps (FT only; default ``default_steps(K)``: 40 passes over the
+            K frames).
+        train: learning rates, betas, λ_FM and content terms for FT (default: the recipe the
+            model was meta-learned with). ``content_loss``: L'_CNT (default: from ``train``).
+        seed: the order in which FT draws the K frames.
+    """
+    if mode not in ("ff", "ft"):
+        raise ValueError(f"mode must be 'ff' (feed-forward) or 'ft' (fine-tuning), got {mode!r}")
+    if steps is not None and mode == "ff":
+        raise ValueError("steps applies to fine-tuning only: use mode='ft', or leave steps out")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    size = model.config.image_size
+    frames = _check_frames(frames, size)
+    points = _check_landmarks(landmarks, "landmarks", count=len(frames))
+    device = next(model.generator.parameters()).device
+    frames = frames.to(device)
+    images = draw_landmarks(points, size).to(device)
+    modes = [net.training for net in (model.embedder, model.generator)]
+    model.embedder.eval()
+    model.generator.eval()
+    try:
+        with torch.no_grad():
+            _, e_hat = model.embedder(frames[None], images[None])  # ê_new: mean over K frames
+            psi = model.generator.project(e_hat)[0]
+    finally:
+        model.embedder.train(modes[0])
+        model.generator.train(modes[1])
+    if mode == "ff":
+        return PersonalModel("ff", model.generator, psi, e_hat[0])
+    return _fine_tune(model, frames, images, e_hat[0], psi,
+                      default_steps(len(frames)) if steps is None else steps,
+                      train or _train_config_of(model), content_loss, seed, progress)
+
+
+def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, seed,
+               progress) -> PersonalModel:
+    G = copy.deepcopy(model.generator).train()
+    D = copy.deepcopy(model.discriminator).train()
+    psi_prime = nn.Parameter(psi.clone())  # ψ' = P ê_new, then the person's own
+    w_prime = nn.Parameter((D.w0 + e_hat).detach().clone())  # w' = w0 + ê_new
+    psi_init, w_init = psi_prime.detach().clone(), w_prime.detach().clone()
+    g_params = [p for name, p in G.named_parameters() if not name.startswith("P.")] + [psi_prime]
+    d_params = [p for name, p in D.named_parameters() if name not in ("W", "w0")] + [w_prime]
+    opt_g = torch.optim.Adam(g_params, lr=train.lr_eg, betas=train.betas)
+    opt_d = torch.optim.Adam(d_params, lr=train.lr_d, betas=train.betas)
+    content = (content_loss or content_loss_from(train.content)).to(frames.device)
+    rng = torch.Generator().manual_seed(seed)
+    k, batch = len(frames), min(len(frames), FT_BATCH)
+    history = []
+    for step in tqdm(range(steps), desc="fine-tuning", disable=not progress):
+        chosen = torch.randperm(k, generator=rng)[:batch].to(frames.device)
+        x, y = frames[chosen], images[chosen]
+        fake = G(y, psi=psi_prime)
+        score, maps = D(torch.cat([x, fake]), torch.cat([y, y]), w=w_prime)
+        real_score, fake_score = score[:batch], score[batch:]
+        real_maps, fake_maps = [m[:batch] for m in maps], [m[batch:] for m in maps]
+        loss_g = content(fake, x) + adversarial_loss(fake_score, real_maps, fake_maps,
+                                                     train.lambda_fm)
+        loss_d = discriminator_hinge_loss(real_score, fake_score)
+        record = {"step": step + 1, "g": loss_g.item(), "d": loss_d.item()}
+        if not (math.isfinite(record["g"]) and math.isfinite(record["d"])):
+            raise TrainingDiverged(f"fine-tuning diverged at step {step + 1}: {record}; try "
+                                   "fewer steps or lower learning rates (train=...)")
+        opt_g.zero_grad(set_to_none=True)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward(inputs=d_params, retain_graph=True)  # D's side: hinge loss only
+        loss_g.backward(inputs=g_params)  # G's side: content + adversarial
+        opt_g.step()
+        opt_d.step()
+        history.append(record)
+    return PersonalModel("ft", G, psi_prime, e_hat, psi_init=psi_init, w_init=w_init,
+                         discriminator=D.eval(), w=w_prime.detach(), history=history)
