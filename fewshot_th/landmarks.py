@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from ._numba import numba
+from .weights import offline as downloads_disabled
 
 __all__ = [
     "Part",
@@ -216,7 +216,7 @@ def ensure_face_alignment_weights() -> Path:
     Returns the checkpoint directory; raises ``LandmarkWeightsMissing`` naming what is missing.
     """
     directory = _face_alignment_checkpoint_dir()
-    offline = os.environ.get("FEWSHOT_TH_OFFLINE", "0") not in ("", "0")
+    offline = downloads_disabled()
     missing, errors = [], []
     for name, url in FACE_ALIGNMENT_FILES.items():
         path = directory / name

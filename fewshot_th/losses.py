@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weights import cached_or_downloaded
+
 __all__ = ["VGG19Features", "VGGFaceFeatures", "ContentLoss", "FeatureWeightsMissing",
            "load_vgg19", "load_vggface", "adversarial_loss", "feature_matching_loss",
            "match_loss", "discriminator_hinge_loss", "content_loss_from", "VGG19_FILE",
@@ -144,32 +146,15 @@ class VGGFaceFeatures(_FrozenFeatures):
         self.load_state_dict({**wanted, "mean_bgr": self.mean_bgr})
 
 
-def _offline() -> bool:
-    return os.environ.get("FEWSHOT_TH_OFFLINE", "0") not in ("", "0")
-
-
 def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
     """VGG19 with ImageNet weights: from ``path``, else the torch hub cache, else downloaded.
 
     Raises ``FeatureWeightsMissing`` (naming the file and directory) when none works.
     """
     if path is None:
-        directory = Path(torch.hub.get_dir()) / "checkpoints"
-        path = directory / VGG19_FILE
-        if not path.exists():
-            reason = "downloads are disabled (FEWSHOT_TH_OFFLINE)"
-            if not _offline():
-                try:
-                    directory.mkdir(parents=True, exist_ok=True)
-                    torch.hub.download_url_to_file(VGG19_URL, str(path), progress=True)
-                except Exception as exc:  # any network or disk failure: not available
-                    reason = str(exc)
-            if not path.exists():
-                raise FeatureWeightsMissing(
-                    f"VGG19's ImageNet weights {VGG19_FILE} are not in {directory} and could "
-                    f"not be downloaded ({reason}). Copy the file there from an online machine, "
-                    "pass its path, or train with the pixel content loss only "
-                    "(content={'pixel': 1.0}).")
+        path = cached_or_downloaded(VGG19_FILE, VGG19_URL, "VGG19's ImageNet weights",
+                                    "train with the pixel content loss only "
+                                    "(content={'pixel': 1.0})", FeatureWeightsMissing)
     path = Path(path)
     if not path.exists():
         raise FeatureWeightsMissing(f"no VGG19 weights file at {path}")
