@@ -2,6 +2,7 @@
 
     fewshot-th train --profile cpu --data synthheads --out runs/cpu --steps 20000
     fewshot-th train --out runs/cpu --steps 40000 --resume      # continue the same run
+    fewshot-th evaluate --out results/shipped                  # FF and FT, K = 1, 8, 32
     torchrun --nproc_per_node 4 -m fewshot_th train --profile paper --device cuda ...
 
 Under torchrun every process trains on its share of each global batch (``--batch-size`` per
@@ -84,6 +85,60 @@ def _train_here(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import evaluate_few_shot, scores_table
+    from .plot import scores_against_k
+    from .pretrained import load_pretrained, load_trained
+
+    try:
+        model = load_trained(args.checkpoint) if args.checkpoint else \
+            load_pretrained(args.pretrained)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fewshot-th evaluate: {error}", file=sys.stderr)
+        return 2
+    model.to(args.device)
+    fid_network, fid_note = None, ""
+    if args.fid:
+        from .fid import FIDWeightsMissing, load_fid_inception
+
+        try:
+            fid_network = load_fid_inception(args.fid_weights)
+        except FIDWeightsMissing as error:
+            fid_note = f"FID left out: {error}"
+            print(f"fewshot-th evaluate: {fid_note}", file=sys.stderr)
+    results = evaluate_few_shot(model, args.identities, seed=args.seed, k_values=tuple(args.k),
+                                modes=tuple(args.modes), ft_steps=args.ft_steps, progress=True,
+                                fid_network=fid_network)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = args.checkpoint or f"shipped model {args.pretrained}"
+    (out / "scores.json").write_text(json.dumps(
+        {"model": source, "identities": args.identities, "seed": args.seed,
+         "ft_steps": args.ft_steps, "scores": {str(k): v for k, v in results.items()}},
+        indent=1))
+    table = scores_table(results)
+    (out / "table.md").write_text(
+        f"Few-shot scores of {source} on {args.identities} SynthHeads test identities "
+        "(self-reenactment, 8 targets each).\n\n" + table +
+        f"\n{fid_note or 'FID: see the fid column (over all targets of one K).'} CSIM, where "
+        "shown, comes from the SynthHeads identity network. The paper's rows are for trends, "
+        "not values.\n")
+    fig = scores_against_k(results)
+    fig.savefig(out / "scores.png", dpi=80)
+    plt.close(fig)
+    print(table)
+    print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fewshot-th", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,7 +165,30 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--sample-every", type=int, default=250)
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--device", default="cpu")
+    evaluate = commands.add_parser(
+        "evaluate", help="few-shot scores on SynthHeads test identities, like Table 1")
+    evaluate.add_argument("--pretrained", default="synthheads-cpu", help="a shipped model")
+    evaluate.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
+    evaluate.add_argument("--out", required=True, help="folder for table.md, scores.json/.png")
+    evaluate.add_argument("--identities", type=int, default=20)
+    evaluate.add_argument("--k", type=int, nargs="+", default=[1, 8, 32])
+    evaluate.add_argument("--modes", nargs="+", choices=["ff", "ft"], default=["ff", "ft"])
+    evaluate.add_argument("--ft-steps", type=int, default=None,
+                          help="fine-tuning steps (default: 40 passes over the K frames)")
+    evaluate.add_argument("--no-fid", dest="fid", action="store_false",
+                          help="skip FID (it needs the FID Inception weights)")
+    evaluate.add_argument("--fid-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        if args.identities < 1:
+            parser.error("--identities must be at least 1")
+        if any(not 1 <= k <= 32 for k in args.k):
+            parser.error("--k values must be between 1 and 32")
+        if args.ft_steps is not None and args.ft_steps < 0:
+            parser.error("--ft-steps must be >= 0")
+        return _evaluate(args)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if args.minutes is not None and not args.minutes > 0:

@@ -13,7 +13,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssim", "psnr", "l1", "identity_retrieval", "evaluate_feed_forward"]
+__all__ = ["ssim", "psnr", "l1", "identity_retrieval", "evaluate_feed_forward",
+           "evaluate_few_shot", "scores_table", "PAPER_TABLE1", "frechet_distance",
+           "feature_statistics"]
+
+# Table 1 of the paper, VoxCeleb2, K = 1 / 8 / 32 (``shared/PAPER.md``: FID confirmed by a
+# public leaderboard, the rest unverified). For trends, not for values: other data, 256 px.
+PAPER_TABLE1 = {
+    "FF": {"fid": (46.1, 42.5, 40.4), "ssim": (0.61, 0.64, 0.65), "csim": (0.42, 0.47, 0.48)},
+    "FT": {"fid": (48.5, 42.2, 30.6), "ssim": (0.64, 0.68, 0.72), "csim": (0.35, 0.42, 0.45)},
+}
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -83,47 +92,124 @@ def identity_retrieval(generated: torch.Tensor, candidates: torch.Tensor,
     return distance.argmin(dim=1) == true_index
 
 
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and covariance ``(D, D)`` of ``(N, D)`` features (N >= 2), in float64."""
+    features = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor)
+                          else features, dtype=np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2, got {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between two Gaussians (the FID when they fit Inception features):
+
+        |mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+
+    Tr((sigma1 sigma2)^(1/2)) is computed as Tr((s1^(1/2) sigma2 s1^(1/2))^(1/2)), s1 =
+    sigma1^(1/2): the same eigenvalues, but of a symmetric matrix, so no complex round-off.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
+                                                                                   np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), \
+        np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or \
+            sigma2.shape != (d, d):
+        raise ValueError(f"need means (D,) and covariances (D, D) of the same D, got "
+                         f"{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+    root = _psd_sqrt(sigma1)
+    middle = np.linalg.eigvalsh(root @ sigma2 @ root)
+    trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
 def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
                           k_values: tuple[int, ...] = (1, 8, 32)) -> dict:
-    """Feed-forward scores on SynthHeads test identities, beside two copying baselines.
+    """Feed-forward scores on SynthHeads test identities, beside two copying baselines:
+    ``evaluate_few_shot`` with FF only, the model's scores under the name ``"model"``."""
+    results = evaluate_few_shot(model, identities, seed, k_values, modes=("ff",))
+    return {k: {("model" if name == "FF" else name): s for name, s in by_method.items()}
+            for k, by_method in results.items()}
 
-    ê comes from K frames of the first half of each test video (64 frames); the model draws
-    8 frames of the second half from their landmarks. Returns
-    ``{K: {method: {"ssim", "l1", "retrieval"}}}`` for the model, the mean of the K source
-    frames, and the source frame whose landmarks are closest to the target's.
+
+def _identity_net_for(image_size: int):
+    """The shipped SynthHeads identity network if it exists and fits ``image_size``."""
+    from .identity import load_identity_net
+
+    try:
+        net = load_identity_net()
+    except ValueError:
+        return None
+    return net if net.image_size == image_size else None
+
+
+def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
+                      k_values: tuple[int, ...] = (1, 8, 32), modes: tuple[str, ...] = ("ff",),
+                      ft_steps: int | None = None, progress: bool = False,
+                      fid_network=None) -> dict:
+    """Few-shot scores on SynthHeads test identities (never seen in training).
+
+    For each test identity, the K source frames come from the first half of a 64-frame video;
+    the person's model (``fewshot_th.finetune.few_shot``: feed-forward ``"ff"`` and/or
+    fine-tuned ``"ft"``, ``ft_steps`` steps, default 40 passes over the K frames) draws 8
+    frames of the second half from their landmarks, scored against the exact frames. Two
+    copying baselines are scored the same way: the mean of the K source frames, and the
+    source frame whose landmarks are closest to the target's. Returns
+    ``{K: {method: {"ssim", "l1", "retrieval"}}}`` with methods ``"FF"``, ``"FT"`` (as
+    asked), ``"mean of sources"`` and ``"nearest-landmark source"``; with ``"csim"`` too
+    (backend ``"synthheads"``: the shipped SynthHeads identity network) when the model's
+    frames have that network's size; with ``"fid"`` (over all identities' targets of one K)
+    when ``fid_network`` (``fewshot_th.fid.load_fid_inception()``) is given.
     """
+    from tqdm.auto import tqdm
+
     from .data import SynthHeads
-    from .landmarks import draw_landmarks
+    from .finetune import few_shot
+    from .identity import csim
 
     frames_per_video, num_targets = 64, 8
     half = frames_per_video // 2
-    if not 1 <= identities or max(k_values) > half:
-        raise ValueError(f"need at least one identity and K <= {half}, got {identities} "
+    if isinstance(identities, bool) or not isinstance(identities, int) or identities < 1 or \
+            not k_values or min(k_values) < 1 or max(k_values) > half:
+        raise ValueError(f"need at least one identity and 1 <= K <= {half}, got {identities!r} "
                          f"identities and K = {k_values}")
+    if not modes or any(mode not in ("ff", "ft") for mode in modes):
+        raise ValueError(f"modes must be a non-empty choice of 'ff' and 'ft', got {modes!r}")
     model.eval()
-    size = model.config.image_size
-    device = next(model.generator.parameters()).device  # scores are computed on the CPU
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
-                      frames_per_video=frames_per_video, size=size, seed=seed)
+                      frames_per_video=frames_per_video, size=model.config.image_size,
+                      seed=seed)
+    identity_net = _identity_net_for(model.config.image_size)
     rng = np.random.default_rng(seed)
     targets = np.sort(rng.choice(np.arange(half, frames_per_video), num_targets, replace=False))
+    methods = [mode.upper() for mode in modes] + ["mean of sources", "nearest-landmark source"]
     results = {}
+    bar = tqdm(total=len(k_values) * identities, desc="evaluating", disable=not progress)
     for k in k_values:
-        scores = {name: {"ssim": [], "l1": [], "retrieval": []}
-                  for name in ("model", "mean of sources", "nearest-landmark source")}
+        metrics = ("ssim", "l1", "retrieval") + (("csim",) if identity_net else ())
+        scores = {name: {metric: [] for metric in metrics} for name in methods}
+        drawn = {name: [] for name in methods}  # for FID: every method's frames, and the truth
+        truths = []
         for identity in range(identities):
             sources = np.sort(rng.choice(half, k, replace=False))
             src_frames, src_points = test.get_frames(identity, sources)
             tgt_frames, tgt_points = test.get_frames(identity, targets)
-            with torch.no_grad():
-                _, e_hat = model.embedder(src_frames[None].to(device),
-                                          draw_landmarks(src_points, size)[None].to(device))
-                generated = model.generator(draw_landmarks(tgt_points, size).to(device),
-                                            e_hat.expand(num_targets, -1)).float().cpu()
             nearest = torch.cdist(tgt_points.flatten(1), src_points.flatten(1)).argmin(1)
-            mean = src_frames.mean(0, keepdim=True).expand(num_targets, -1, -1, -1)
-            outputs = {"model": generated, "mean of sources": mean,
+            outputs = {"mean of sources": src_frames.mean(0, keepdim=True).expand(
+                           num_targets, -1, -1, -1),
                        "nearest-landmark source": src_frames[nearest]}
+            for mode in modes:
+                personal = few_shot(model, src_frames, src_points, mode=mode,
+                                    steps=ft_steps if mode == "ft" else None,
+                                    seed=identity, progress=False)
+                outputs[mode.upper()] = personal.render(tgt_points)
             pose = test.pose(identity, targets)
             candidates = torch.stack([test.render(j, pose) for j in range(identities)], dim=1)
             truth = torch.full((num_targets,), identity)
@@ -132,6 +218,47 @@ def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
                 scores[name]["l1"].append(l1(frames, tgt_frames))
                 scores[name]["retrieval"].append(
                     identity_retrieval(frames, candidates, truth).float())
-        results[k] = {name: {m: float(torch.cat(v).mean()) for m, v in s.items()}
-                      for name, s in scores.items()}
+                if identity_net is not None:
+                    scores[name]["csim"].append(csim(frames, tgt_frames, net=identity_net))
+                if fid_network is not None:
+                    drawn[name].append(frames)
+            truths.append(tgt_frames)
+            bar.update(1)
+        results[k] = {name: {m: float(torch.cat(scores[name][m]).mean()) for m in scores[name]}
+                      for name in methods}
+        if fid_network is not None:
+            from .fid import fid
+
+            for name in methods:
+                results[k][name]["fid"] = fid(fid_network, torch.cat(truths),
+                                              torch.cat(drawn[name]))
+    bar.close()
     return results
+
+
+def scores_table(results: dict) -> str:
+    """A Markdown table like the paper's Table 1 from ``evaluate_few_shot``'s results: one
+    row per method, each metric as "K = 1 / 8 / 32" values, the paper's VoxCeleb2 rows below."""
+    ks = sorted(results, key=int)
+    methods = list(next(iter(results.values())))
+    metrics = [("ssim", "SSIM (higher)", 3), ("l1", "L1 (lower)", 3),
+               ("retrieval", "identity retrieval (higher)", 2)]
+    present = results[ks[0]][methods[0]]
+    if "csim" in present:
+        metrics.append(("csim", "CSIM (higher; SynthHeads identity network)", 3))
+    if "fid" in present:
+        metrics.insert(0, ("fid", "FID (lower)", 1))
+    header = f"| data | method | K | {' | '.join(title for _, title, _ in metrics)} |"
+    lines = [header, "|" + "---|" * (3 + len(metrics))]
+    k_text = " / ".join(str(k) for k in ks)
+    for method in methods:
+        cells = [" / ".join(f"{results[k][method][m]:.{digits}f}" for k in ks)
+                 for m, _, digits in metrics]
+        lines.append(f"| SynthHeads | {method} | {k_text} | {' | '.join(cells)} |")
+    for method, values in PAPER_TABLE1.items():
+        paper_cells = {"ssim": " / ".join(f"{v:.2f}" for v in values["ssim"]),
+                       "csim": " / ".join(f"{v:.2f}" for v in values["csim"]),
+                       "fid": " / ".join(f"{v:.1f}" for v in values["fid"])}
+        cells = [paper_cells.get(m, "-") for m, _, _ in metrics]
+        lines.append(f"| VoxCeleb2 (paper) | Ours-{method} | 1 / 8 / 32 | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"

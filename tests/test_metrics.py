@@ -4,7 +4,14 @@ import torch
 from skimage.data import astronaut
 from skimage.metrics import structural_similarity
 
-from fewshot_th.metrics import identity_retrieval, l1, psnr, ssim
+from fewshot_th.metrics import (
+    feature_statistics,
+    frechet_distance,
+    identity_retrieval,
+    l1,
+    psnr,
+    ssim,
+)
 
 
 def _skimage_ssim(x, y):
@@ -68,3 +75,20 @@ def test_feed_forward_evaluation_scores_the_model_and_the_copying_baselines():
         "an untrained model loses to copying"
     with pytest.raises(ValueError, match="K <= 32"):
         evaluate_feed_forward(model, identities=2, k_values=(33,))
+
+
+def test_frechet_distance_agrees_with_a_scipy_reference():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 16))
+    b = rng.normal(size=(300, 16)) @ rng.normal(size=(16, 16)) * 0.5 + 0.3
+    mu1, sigma1 = feature_statistics(torch.tensor(a))
+    mu2, sigma2 = feature_statistics(b)
+    covmean = scipy_linalg.sqrtm(sigma1 @ sigma2).real
+    reference = ((mu1 - mu2) ** 2).sum() + np.trace(sigma1 + sigma2 - 2 * covmean)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(reference, abs=1e-4)
+    assert frechet_distance(mu1, sigma1, mu1, sigma1) == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(mu1, sigma1, mu2[:3], sigma2)
+    with pytest.raises(ValueError, match="N >= 2"):
+        feature_statistics(a[:1])

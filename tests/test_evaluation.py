@@ -1,0 +1,115 @@
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib
+import pytest
+import torch
+
+from fewshot_th.config import tiny, training
+from fewshot_th.data import SynthHeads
+from fewshot_th.losses import ContentLoss
+from fewshot_th.meta import TalkingHeadModel, Trainer
+from fewshot_th.metrics import PAPER_TABLE1, evaluate_feed_forward, evaluate_few_shot, scores_table
+from fewshot_th.plot import scores_against_k
+from fewshot_th.pretrained import load_trained
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    videos = SynthHeads(num_identities=2, num_videos_per_identity=1, frames_per_video=4, size=32)
+    torch.manual_seed(0)
+    trainer = Trainer(TalkingHeadModel.build(tiny(), len(videos)), videos,
+                      training("tiny").with_changes(batch_size=1), ContentLoss({"pixel": 1.0}),
+                      out, checkpoint_every=0, sample_every=0)
+    trainer.run(2, progress=False)
+    return trainer.save(), trainer.model
+
+
+def test_load_trained_gives_the_checkpoints_model_in_eval_mode(checkpoint):
+    path, trained = checkpoint
+    model = load_trained(path)
+    assert not model.generator.training and model.info["step"] == 2
+    for name, value in trained.state_tensors().items():
+        assert torch.equal(model.state_tensors()[name], value), name
+
+
+def test_few_shot_evaluation_scores_ff_ft_and_the_copying_baselines(checkpoint):
+    model = load_trained(checkpoint[0])
+    results = evaluate_few_shot(model, identities=2, k_values=(1, 2), modes=("ff", "ft"),
+                                ft_steps=2)
+    assert list(results) == [1, 2]
+    for by_method in results.values():
+        assert list(by_method) == ["FF", "FT", "mean of sources", "nearest-landmark source"]
+        for scores in by_method.values():
+            assert -1 <= scores["ssim"] <= 1 and 0 <= scores["l1"] <= 1
+            assert 0 <= scores["retrieval"] <= 1
+        assert by_method["FT"]["ssim"] != by_method["FF"]["ssim"]  # FT changed the model
+    # With K = 1 the mean of the sources and the nearest source are the same frame.
+    assert results[1]["mean of sources"] == results[1]["nearest-landmark source"]
+    # The feed-forward part is exactly evaluate_feed_forward's "model".
+    ff = evaluate_feed_forward(model, identities=2, k_values=(1, 2))
+    assert ff[2]["model"] == results[2]["FF"]
+
+
+def test_bad_evaluation_arguments_are_refused(checkpoint):
+    model = load_trained(checkpoint[0])
+    with pytest.raises(ValueError, match="K"):
+        evaluate_few_shot(model, identities=2, k_values=(33,))
+    with pytest.raises(ValueError, match="modes"):
+        evaluate_few_shot(model, identities=2, modes=("fine",))
+
+
+def test_the_table_and_the_plot_show_every_method_and_the_papers_rows():
+    results = {k: {"FF": {"ssim": 0.5 + k / 100, "l1": 0.1, "retrieval": 1.0},
+                   "FT": {"ssim": 0.6, "l1": 0.05, "retrieval": 0.5}} for k in (1, 8, 32)}
+    table = scores_table(results)
+    assert "| SynthHeads | FF | 1 / 8 / 32 | 0.510 / 0.580 / 0.820 |" in table
+    assert "Ours-FT | 1 / 8 / 32 | 0.64 / 0.68 / 0.72" in table
+    fig = scores_against_k(results)
+    ssim_axis = fig.axes[0]
+    assert len(ssim_axis.lines) == 2 + len(PAPER_TABLE1)
+    assert list(ssim_axis.lines[0].get_ydata()) == pytest.approx([0.51, 0.58, 0.82])
+
+
+def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fewshot_th", "evaluate", "--checkpoint", str(checkpoint[0]),
+         "--out", str(tmp_path), "--identities", "2", "--k", "1", "2", "--ft-steps", "1",
+         "--no-fid"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores["scores"]) == {"1", "2"} and "FT" in scores["scores"]["2"]
+    assert "| SynthHeads | FT |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "scores.png").stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "-m", "fewshot_th", "evaluate", "--pretrained",
+                          "no-such-model", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "available" in bad.stderr
+
+
+def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(checkpoint,
+                                                                             tmp_path):
+    from fewshot_th.fid import FIDInception
+
+    weights = tmp_path / "fid.pth"
+    torch.manual_seed(0)
+    torch.save(FIDInception().state_dict(), weights)
+    command = [sys.executable, "-m", "fewshot_th", "evaluate", "--checkpoint",
+               str(checkpoint[0]), "--identities", "2", "--k", "1", "--modes", "ff"]
+    with_fid = subprocess.run(command + ["--out", str(tmp_path / "a"), "--fid-weights",
+                                         str(weights)], capture_output=True, text=True)
+    assert with_fid.returncode == 0, with_fid.stderr
+    scores = json.loads((tmp_path / "a" / "scores.json").read_text())["scores"]["1"]
+    assert scores["FF"]["fid"] > 0 and "| FID (lower) |" in (tmp_path / "a" / "table.md"
+                                                             ).read_text()
+    env = {**os.environ, "FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "empty")}
+    without = subprocess.run(command + ["--out", str(tmp_path / "b")], capture_output=True,
+                             text=True, env=env)
+    assert without.returncode == 0 and "FID left out" in without.stderr
+    assert "FID left out" in (tmp_path / "b" / "table.md").read_text()
