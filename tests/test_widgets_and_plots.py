@@ -7,7 +7,13 @@ matplotlib.use("Agg")
 
 from fewshot_th.data import SynthHeads  # noqa: E402
 from fewshot_th.plot import animate, overlay, show_images, to_numpy_image  # noqa: E402
-from fewshot_th.widgets import episode_viewer, synthheads_viewer  # noqa: E402
+from fewshot_th.widgets import (  # noqa: E402
+    UserStudy,
+    episode_viewer,
+    few_shot_explorer,
+    show_few_shot,
+    synthheads_viewer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +58,67 @@ def test_plot_helpers_check_their_inputs(heads):
     animation = animate([frames, frames.flip(0)], ["forward", "backward"])
     assert "<script" in animation.to_jshtml()
     assert torch.equal(overlay(frames, torch.zeros_like(frames)), frames * 0.6)
+
+
+def _few_shot_results():
+    torch.manual_seed(0)
+    truth = {0: torch.rand(3, 3, 16, 16), 4: torch.rand(3, 3, 16, 16)}
+    results = {person: {(k, mode): torch.rand(3, 3, 16, 16) for k in (1, 8, 32)
+                        for mode in ("ff", "ft")} for person in truth}
+    return truth, results
+
+
+def test_few_shot_explorer_offers_person_k_mode_and_frame_and_redraws():
+    truth, results = _few_shot_results()
+    explorer = few_shot_explorer(truth, results)
+    controls = {child.description: child for row in explorer.children[:2]
+                for child in row.children}
+    assert list(controls["person"].options) == [0, 4]
+    assert list(controls["K"].options) == [1, 8, 32] and controls["K"].value == 8
+    assert [value for _, value in controls["mode"].options] == ["ff", "ft"]
+    assert controls["frame"].max == 2
+    output = explorer.children[2]
+    controls["mode"].value = "ft"
+    controls["person"].value = 4
+    assert isinstance(output, widgets.Output)
+    with pytest.raises(ValueError, match="identities"):
+        few_shot_explorer(truth, {0: results[0]})
+
+
+def test_show_few_shot_draws_the_truth_and_every_k_for_each_mode():
+    truth, results = _few_shot_results()
+    fig = show_few_shot(truth[0], results[0], frame=1, identity=0)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["true frame", "FF, K = 1", "FF, K = 8", "FF, K = 32",
+                      "true frame", "FT, K = 1", "FT, K = 8", "FT, K = 32"]
+    shown = fig.axes[2].images[0].get_array()
+    assert abs(float(shown.mean()) - float(results[0][(8, "ff")][1].mean())) < 1e-2
+
+
+def test_user_study_tallies_the_fakes_found_and_saves_csv(tmp_path):
+    torch.manual_seed(0)
+    trials = [([torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)], torch.ones(3, 8, 8), f"t{i}")
+              for i in range(4)]
+    study = UserStudy(trials, seed=1)
+    first = study.images(0)
+    assert len(first) == 3 and sum(float(img.mean()) for img in first) == 1.0
+    assert study.score is None
+    assert study.answer(study.fake_positions[0]) is True
+    wrong = (study.fake_positions[1] + 1) % 3
+    assert study.answer(wrong) is False
+    assert study.score == 0.5
+    with pytest.raises(ValueError, match="from 0 to 2"):
+        study.answer(3)
+    widget = study.widget()
+    buttons = widget.children[0].children
+    assert [b.description for b in buttons] == ["1 is fake", "2 is fake", "3 is fake"]
+    buttons[study.fake_positions[2]].click()  # the widget records answers like answer()
+    buttons[0].click()
+    assert study.done and len(study.answers) == 4 and study.answers[2]["found"]
+    with pytest.raises(ValueError, match="already"):
+        study.answer(0)
+    rows = study.to_csv(tmp_path / "answers.csv").read_text().splitlines()
+    assert rows[0] == "trial,label,choice,fake,found" and len(rows) == 5
+    assert rows[1].startswith("0,t0,")
+    with pytest.raises(ValueError, match="at least one trial"):
+        UserStudy([])
