@@ -1,8 +1,9 @@
-"""Speed of one meta-learning step of E, G and D (content loss excluded).
+"""Speed of one meta-learning step of E, G and D (VGG content networks excluded).
 
-One step: E embeds K = 8 frames per video, G draws the target, D scores real and fake; the
-E+G side (adversarial + feature matching + match loss) and the D side (hinge loss) are each
-back-propagated and both Adam optimisers step. Reports seconds per step (median), FLOPs per
+One step is one call of ``fewshot_th.meta.meta_step``, the function the trainer runs: E
+embeds K = 8 frames per video, G draws the target, D scores real and fake in one pass; the
+E+G side (pixel L1 + adversarial + feature matching + match loss) and the D side (hinge loss)
+are each back-propagated and both Adam optimisers step. Reports seconds per step (median), FLOPs per
 step (torch.utils.flop_counter: convolutions, matrix products, attention) and the achieved
 FLOP/s as a fraction of this machine's float32 matrix-multiply throughput, measured in the
 same run.
@@ -23,12 +24,12 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 from torch.utils.flop_counter import FlopCounterMode
 
-from fewshot_th.config import profile
-from fewshot_th.nn import Embedder, Generator, ProjectionDiscriminator
+from fewshot_th.config import profile, training
+from fewshot_th.losses import ContentLoss
+from fewshot_th.meta import TalkingHeadModel, meta_step
 from fewshot_th.nn.blocks import SNConv2d, SNLinear
 
 from common import machine
@@ -64,47 +65,31 @@ def with_torch_spectral_norm(net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def make_step(config, batch: int, channels_last: bool = True, torch_sn: bool = False):
+def make_step(config, batch: int, channels_last: bool = True, torch_sn: bool = False,
+              train_name: str = "paper"):
+    """One call of ``fewshot_th.meta.meta_step`` on a fixed random batch, as a closure."""
     torch.manual_seed(0)
-    embedder, generator = Embedder(config), Generator(config)
-    discriminator = ProjectionDiscriminator(config, num_videos=64)
-    nets = (embedder, generator, discriminator)
-    for net in nets:
+    model = TalkingHeadModel.build(config, num_videos=64)
+    for net in model.networks().values():
         if torch_sn:
             with_torch_spectral_norm(net)
         if channels_last:
             net.to(memory_format=torch.channels_last)
     s = config.image_size
-    frames, landmarks = torch.rand(batch, K, 3, s, s), torch.rand(batch, K, 3, s, s)
-    target, target_landmarks = torch.rand(batch, 3, s, s), torch.rand(batch, 3, s, s)
-    index = torch.arange(batch)
-    opt_eg = torch.optim.Adam([*embedder.parameters(), *generator.parameters()], lr=5e-5,
-                              betas=(0.0, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.0, 0.999))
-    d_params = list(discriminator.parameters())
-    eg_params = [*embedder.parameters(), *generator.parameters()]
-
-    def forward():
-        _, e_hat = embedder(frames, landmarks)
-        fake = generator(target_landmarks, e_hat)
-        real_score, real_maps = discriminator(target, target_landmarks, index)
-        fake_score, fake_maps = discriminator(fake, target_landmarks, index)
-        matching = sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_maps, real_maps))
-        loss_eg = -fake_score.mean() + 10 * matching + \
-            80 * F.l1_loss(discriminator.W[index], e_hat)
-        loss_d = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
-        return loss_eg, loss_d
+    batch_tensors = {"source_frames": torch.rand(batch, K, 3, s, s),
+                     "source_landmarks": torch.rand(batch, K, 3, s, s),
+                     "target_frame": torch.rand(batch, 3, s, s),
+                     "target_landmarks": torch.rand(batch, 3, s, s),
+                     "video_index": torch.arange(batch)}
+    # The profile's recipe, with pixel L1 as the content loss (VGG networks not counted).
+    train = training(train_name).with_changes(content=(("pixel", 1.0),))
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()],
+                              lr=train.lr_eg, betas=train.betas)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=train.lr_d, betas=train.betas)
+    content = ContentLoss({"pixel": 1.0})
 
     def step():
-        opt_eg.zero_grad(set_to_none=True)
-        opt_d.zero_grad(set_to_none=True)
-        loss_eg, loss_d = forward()
-        # D's fake pass serves both losses: D's gradients come from loss_d only, E's and G's
-        # from loss_eg only (backward(inputs=...) limits where gradients accumulate).
-        loss_d.backward(inputs=d_params, retain_graph=True)
-        loss_eg.backward(inputs=eg_params)
-        opt_eg.step()
-        opt_d.step()
+        meta_step(model, batch_tensors, opt_eg, opt_d, content, train, step=1000)
 
     return step
 
@@ -119,7 +104,7 @@ VARIANTS = {
 def measure(name: str, batch: int, steps: int, variants: list[str]) -> dict:
     """Median seconds per step of each variant, timed in alternation (A B C A B C ...)."""
     config = profile(name)
-    runs = {v: make_step(config, batch, **VARIANTS[v]) for v in variants}
+    runs = {v: make_step(config, batch, train_name=name, **VARIANTS[v]) for v in variants}
     for step in runs.values():
         step()  # warm-up: allocations, oneDNN kernel selection
     with FlopCounterMode(display=False) as counter:
