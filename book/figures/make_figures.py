@@ -1,5 +1,6 @@
 """Regenerate the static figures of the book and the README: python book/figures/make_figures.py"""
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,44 @@ from fewshot_th.landmarks import draw_landmarks  # noqa: E402
 from fewshot_th.plot import method_diagram, overlay, to_numpy_image  # noqa: E402
 
 HERE = Path(__file__).parent
+RUNS = HERE.parent.parent / "bench" / "data" / "time_to_quality"
+GPU_RECIPES = {"control": "λ_MCH = 80 (the first recipe)", "lrw": "λ_MCH = 80, W at lr 1e-2",
+               "mch8": "λ_MCH = 8", "nomch": "λ_MCH = 0",
+               "mch8-b32": "λ_MCH = 8, batch 32, lr 4e-4 (shipped)"}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def time_to_quality_figure(path: Path) -> None:
+    """SSIM (K = 8, held-out identities) against training minutes: the recipes on a GPU
+    (bench/gpu_sweep.sh) and the `cpu` profile on 2 CPU cores (bench/time_to_quality.py)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for i, (name, label) in enumerate(GPU_RECIPES.items()):
+        rows = _rows(RUNS / f"gpu-h200-{name}.jsonl")
+        axes[0].plot([r["minutes"] for r in rows],
+                     [r["scores"]["8"]["model"]["ssim"] for r in rows], marker="o", ms=3,
+                     color=f"C{i}", label=label)
+    axes[0].set_title("five recipes side by side on one GPU", fontsize=10)
+    cpu = RUNS / "cpu-2cores-cpu-profile.jsonl"
+    if cpu.exists():
+        rows = _rows(cpu)
+        axes[1].plot([r["minutes"] for r in rows],
+                     [r["scores"]["8"]["model"]["ssim"] for r in rows], marker="o",
+                     color="C4", label="`cpu` profile (batch 32, λ_MCH = 8)")
+    axes[1].set_title("the `cpu` profile on 2 CPU cores", fontsize=10)
+    last = _rows(RUNS / "gpu-h200-mch8-b32.jsonl")[-1]["scores"]["8"]
+    for ax in axes:
+        for name, style in (("nearest-landmark source", ":"), ("mean of sources", "--")):
+            ax.axhline(last[name]["ssim"], color="grey", ls=style, lw=1,
+                       label=f"copying: {name}")
+        ax.set_xlabel("minutes of training")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("SSIM, K = 8, unseen people")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def synthheads_figure(path: Path) -> None:
@@ -38,4 +77,6 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     method_diagram().savefig(HERE / "method.png", dpi=90, bbox_inches="tight")
     synthheads_figure(HERE / "synthheads.png")
-    print("wrote", HERE / "method.png", "and", HERE / "synthheads.png")
+    time_to_quality_figure(HERE / "time_to_quality.png")
+    print("wrote", ", ".join(str(HERE / name) for name in
+                             ("method.png", "synthheads.png", "time_to_quality.png")))
