@@ -7,6 +7,7 @@ import matplotlib
 import pytest
 import torch
 
+import fewshot_th
 from fewshot_th.config import tiny, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.losses import ContentLoss
@@ -113,3 +114,19 @@ def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(ch
                              text=True, env=env)
     assert without.returncode == 0 and "FID left out" in without.stderr
     assert "FID left out" in (tmp_path / "b" / "table.md").read_text()
+
+
+def test_the_stored_evaluation_of_the_shipped_model_shows_the_papers_main_trends():
+    from fewshot_th.pretrained import ASSETS
+
+    stored = json.loads((ASSETS / "synthheads-cpu-evaluation.json").read_text())
+    assert stored["model"] == "shipped model synthheads-cpu" and stored["identities"] == 20
+    scores = stored["scores"]
+    assert set(scores) == {"1", "8", "32"}
+    assert scores["32"]["FT"]["ssim"] > scores["32"]["FF"]["ssim"]  # FT beats FF at K = 32
+    for mode in ("FF", "FT"):  # SSIM improves from K = 1 to K = 32 in both modes
+        assert scores["32"][mode]["ssim"] > scores["1"][mode]["ssim"]
+    # the FF numbers are the ones stored with the model itself (chapter 6's table)
+    shipped = fewshot_th.load_pretrained("synthheads-cpu").info["scores"]
+    for k in ("1", "8", "32"):
+        assert scores[k]["FF"]["ssim"] == pytest.approx(shipped[k]["model"]["ssim"], abs=1e-6)
