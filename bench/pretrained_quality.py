@@ -18,23 +18,8 @@ import json
 
 import torch
 
-from fewshot_th.checkpoint import load_checkpoint
-from fewshot_th.config import ModelConfig
-from fewshot_th.meta import TalkingHeadModel
 from fewshot_th.metrics import evaluate_feed_forward
-
-
-def load(args) -> TalkingHeadModel:
-    if args.pretrained:
-        import fewshot_th
-
-        return fewshot_th.load_pretrained(args.pretrained)
-    tensors, meta = load_checkpoint(args.checkpoint)
-    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in meta["model_config"].items()})
-    model = TalkingHeadModel.build(config, tensors["discriminator.W"].shape[0])
-    model.load_state_tensors(tensors)
-    return model.eval()
+from fewshot_th.pretrained import load_pretrained, load_trained
 
 
 def main() -> None:
@@ -46,7 +31,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.manual_seed(0)
-    results = evaluate_feed_forward(load(args), args.identities)
+    results = evaluate_feed_forward(
+        load_pretrained(args.pretrained) if args.pretrained else load_trained(args.checkpoint),
+        args.identities)
     print(f"SynthHeads test identities: {args.identities}, 8 target frames each "
           f"(second half of the video), K sources from the first half; chance retrieval "
           f"{1 / args.identities:.2f}")

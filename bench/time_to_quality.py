@@ -113,13 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     while True:
         done = trained >= args.minutes * 60 - 1e-9
         if trained >= next_eval - 1e-9 or done:
-            model.to(memory_format=torch.contiguous_format)
-            cpu_model = model if args.device == "cpu" else model.to("cpu")
             torch.manual_seed(0)
-            scores = evaluate_feed_forward(cpu_model, args.test_identities)
-            if args.device != "cpu":
-                model.to(args.device)
-            model.to(memory_format=torch.channels_last)
+            scores = evaluate_feed_forward(model, args.test_identities)  # on model's device
             model.train()
             row = {"minutes": round(trained / 60, 2), "step": trainer.step,
                    "device": args.device, "scores": {str(k): v for k, v in scores.items()}}

@@ -18,6 +18,19 @@ import torch
 PROFILES = ("tiny", "cpu", "paper")
 
 
+def _from_json(cls, values: dict) -> dict:
+    """``values`` of dataclass ``cls`` as JSON gave them back: nested lists become tuples;
+    names that are not fields of ``cls`` are refused."""
+    unknown = set(values) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+
+    def tuples(value):
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+    return {name: tuples(value) for name, value in values.items()}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the embedder E, the generator G and the discriminator D.
@@ -84,6 +97,11 @@ class ModelConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples)."""
+        return cls(**_from_json(cls, values))
 
     def with_changes(self, **changes) -> ModelConfig:
         """A copy with some values changed (and checked again)."""
@@ -171,6 +189,12 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples); fields
+        that a newer version added take their defaults."""
+        return cls(**_from_json(cls, values))
 
     def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)

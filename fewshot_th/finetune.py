@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig, paper, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
-from .meta import TrainingDiverged
+from .meta import TrainingDiverged, _d_real_and_fake
 
 __all__ = ["PersonalModel", "few_shot", "default_steps"]
 
@@ -124,10 +124,7 @@ def _train_config_of(model) -> TrainConfig:
     """The recipe the model was meta-learned with (shipped models store it), else its profile's."""
     stored = getattr(model, "info", {}).get("train_config")
     if stored:
-        values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v)
-                  if isinstance(v, list) else v for k, v in stored.items()}
-        known = set(TrainConfig.__dataclass_fields__)
-        return TrainConfig(**{k: v for k, v in values.items() if k in known})
+        return TrainConfig.from_dict(stored)
     return training("paper" if model.config == paper() else "cpu")
 
 
@@ -195,9 +192,8 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
         chosen = torch.randperm(k, generator=rng)[:batch].to(frames.device)
         x, y = frames[chosen], images[chosen]
         fake = G(y, psi=psi_prime)
-        score, maps = D(torch.cat([x, fake]), torch.cat([y, y]), w=w_prime)
-        real_score, fake_score = score[:batch], score[batch:]
-        real_maps, fake_maps = [m[:batch] for m in maps], [m[batch:] for m in maps]
+        real_score, fake_score, real_maps, fake_maps = _d_real_and_fake(D, x, fake, y,
+                                                                        w=w_prime)
         loss_g = content(fake, x) + adversarial_loss(fake_score, real_maps, fake_maps,
                                                      train.lambda_fm)
         loss_d = discriminator_hinge_loss(real_score, fake_score)

@@ -17,6 +17,7 @@ and the real frame. Two backends here, and every CSIM number says which one made
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,8 +96,6 @@ def train_identity_net(steps: int = 1500, identities: int = 500, videos_per_step
 def save_identity_net(net: IdentityNet, directory, name: str = IDENTITY_ASSET,
                       info: dict | None = None) -> None:
     """``<name>.safetensors`` (weights) and ``<name>.json`` (sizes, how it was made)."""
-    from pathlib import Path
-
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -110,8 +109,6 @@ def save_identity_net(net: IdentityNet, directory, name: str = IDENTITY_ASSET,
 def load_identity_net(directory=None, name: str = IDENTITY_ASSET) -> IdentityNet:
     """The shipped SynthHeads identity network (or one saved by ``save_identity_net``), in
     eval mode; ``.info`` holds how it was made and its ROC AUC on test identities."""
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from .pretrained import ASSETS
@@ -317,8 +314,6 @@ class ArcFace(nn.Module):
 def load_arcface(path) -> ArcFace:
     """An ArcFace IResNet from an insightface-style PyTorch state dict (``conv1.weight``,
     ``layer1.0.bn1.weight`` ... ``features.weight``), in eval mode."""
-    from pathlib import Path
-
     path = Path(path) if path is not None else None
     if path is None or not path.exists():
         raise FileNotFoundError(

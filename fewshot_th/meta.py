@@ -153,10 +153,14 @@ class DataParallel:
         self.discriminator = DDP(model.discriminator)
 
 
-def _d_real_and_fake(D, x_t, x_hat, y_t, index):
-    """One pass of D over real and generated frames together: scores and maps of each."""
+def _d_real_and_fake(D, x_t, x_hat, y_t, index=None, *, w=None):
+    """One pass of D over real and generated frames together: scores and maps of each.
+
+    D scores with the videos' columns ``index`` (meta-learning) or one vector ``w``
+    (fine-tuning, ``fewshot_th.finetune``)."""
     b = x_t.shape[0]
-    score, maps = D(torch.cat([x_t, x_hat]), torch.cat([y_t, y_t]), torch.cat([index, index]))
+    both = None if index is None else torch.cat([index, index])
+    score, maps = D(torch.cat([x_t, x_hat]), torch.cat([y_t, y_t]), both, w=w)
     return score[:b], score[b:], [m[:b] for m in maps], [m[b:] for m in maps]
 
 

@@ -42,8 +42,7 @@ def load_pretrained(name: str = "synthheads-cpu") -> TalkingHeadModel:
     if not (weights.exists() and meta.exists()):
         raise ValueError(f"no shipped model {name!r}; available: {available() or 'none'}")
     info = json.loads(meta.read_text())
-    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in info["model_config"].items()})
+    config = ModelConfig.from_dict(info["model_config"])
     model = _model_from(load_file(str(weights)), config)
     model.info = info
     return model
@@ -72,8 +71,7 @@ def load_trained(checkpoint: str | Path) -> TalkingHeadModel:
     """The model of a training checkpoint (``.json`` or ``.safetensors`` path), in eval mode,
     with ``.info`` holding its recipe, like a shipped model's."""
     tensors, meta = load_checkpoint(checkpoint)
-    config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                            for k, v in meta["model_config"].items()})
+    config = ModelConfig.from_dict(meta["model_config"])
     model = _model_from({k: v for k, v in tensors.items()
                          if k.split(".", 1)[0] in ("embedder", "generator", "discriminator")},
                         config)

@@ -313,3 +313,17 @@ def test_output_scaled_spectral_norm_equals_dividing_the_weight(shape):
     grads_ref = torch.autograd.grad(reference, (x, layer.weight), grad_out)
     for g, r in zip(grads, grads_ref):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+def test_configs_come_back_from_json_as_they_were():
+    import json
+
+    from fewshot_th.config import TrainConfig, training
+
+    for config in (profile("cpu"), profile("paper")):
+        assert ModelConfig.from_dict(json.loads(json.dumps(config.as_dict()))) == config
+    for name in ("cpu", "paper"):
+        train = training(name)
+        assert TrainConfig.from_dict(json.loads(json.dumps(train.as_dict()))) == train
+    with pytest.raises(ValueError, match="no fields"):
+        ModelConfig.from_dict({"image_size": 64, "colour": "red"})
