@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fewshot_th.data import Pose, SynthHeads
-from fewshot_th.data.synthetic import HAIR_STYLES
+from fewshot_th.data.synthetic import HAIR_STYLES, ONE_SIDED_DETAILS
 
 SIZE = 64
 
@@ -195,3 +195,55 @@ def test_bad_indices_and_poses_raise_clear_errors(heads):
         heads.render(0, Pose(yaw=np.zeros(3), pitch=np.zeros(2)))
     with pytest.raises(TypeError):
         heads.render(0, {"yaw": 0})
+
+
+@pytest.mark.parametrize("detail, min_pixels", [("streak", 20), ("earring", 6), ("mark", 6)])
+def test_one_sided_details_show_only_when_their_side_turns_to_the_camera(detail, min_pixels):
+    ds = SynthHeads("test", num_identities=80, size=SIZE)
+    only = [i for i in range(80) if ds.attributes(i)[detail] == 1
+            and sum(ds.attributes(i)[d] for d in ONE_SIDED_DETAILS) == 1
+            and HAIR_STYLES[int(ds.attributes(i)["hair_style"])] != "bald"]
+    assert 2 <= len(only), "some people have just this one detail"
+    for identity in only[:3]:
+        side = float(ds.attributes(identity)[f"{detail}_side"])
+        pose = Pose(yaw=np.float32([-28 * side, 28 * side]))  # towards the camera, then away
+        mask = ds.detail_mask(identity, pose)
+        assert mask.shape == (2, SIZE, SIZE)
+        assert mask[0].sum() >= min_pixels, "visible when its side faces the camera"
+        assert not mask[1].any(), "hidden when it faces away"
+    without = [i for i in range(80) if all(ds.attributes(i)[d] == 0
+                                           for d in ONE_SIDED_DETAILS)]
+    assert without and not ds.detail_mask(without[0], Pose(yaw=np.float32([-25, 25]))).any()
+    shares = [np.mean([ds.attributes(i)[d] for i in range(80)]) for d in ONE_SIDED_DETAILS]
+    assert all(0.2 < share < 0.95 for share in shares)
+
+
+def test_distant_poses_put_targets_far_from_every_source_within_the_training_ranges():
+    from fewshot_th.data import distant_poses
+
+    sources, targets = distant_poses(3, 32, 8)
+    again = distant_poses(3, 32, 8)
+    assert np.array_equal(sources.yaw, again[0].yaw) and np.array_equal(targets.yaw,
+                                                                         again[1].yaw)
+    assert len(sources) == 32 and len(targets) == 8
+    assert sources.yaw.min() < -15 and sources.yaw.max() > 15, "the sources show both sides"
+    assert np.all(sources.mouth == 0) and targets.mouth.min() >= 0.6
+    for name in ("pitch", "roll", "tx", "ty", "scale", "brow"):
+        s, t = np.asarray(getattr(sources, name)), np.asarray(getattr(targets, name))
+        assert t.min() > s.max() or t.max() < s.min(), name  # disjoint ranges
+    for pose in (sources, targets):  # inside what the training videos do
+        assert np.abs(pose.yaw).max() <= 30 and np.abs(pose.pitch).max() <= 15
+        assert np.abs(pose.roll).max() <= 10 and np.abs(pose.tx).max() <= 0.05
+    ds = SynthHeads("test", num_identities=1, num_videos_per_identity=1, frames_per_video=64,
+                    size=SIZE)
+    _, src = ds.render(0, sources, return_landmarks=True)
+    _, tgt = ds.render(0, targets, return_landmarks=True)
+    _, video = ds.get_frames(0)
+
+    def nearest_distance(targets_points, sources_points):
+        nearest = torch.cdist(targets_points.flatten(1), sources_points.flatten(1)).argmin(1)
+        return (targets_points - sources_points[nearest]).norm(dim=-1).mean()
+
+    assert nearest_distance(tgt, src) > 1.5 * nearest_distance(video[32:], video[:32])
+    with pytest.raises(ValueError, match="num_sources"):
+        distant_poses(0, 0, 8)

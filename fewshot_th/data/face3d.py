@@ -17,6 +17,12 @@ _HAIR = np.array([[0.07, 0.06, 0.06], [0.24, 0.14, 0.08], [0.45, 0.30, 0.16],
                   [0.86, 0.71, 0.42], [0.62, 0.24, 0.10], [0.72, 0.72, 0.72]], dtype=np.float32)
 _EYES = np.array([[0.33, 0.19, 0.09], [0.22, 0.45, 0.78], [0.27, 0.52, 0.30],
                   [0.50, 0.56, 0.62], [0.52, 0.40, 0.18]], dtype=np.float32)
+# Colours of the one-sided details: dyed hair streaks, earrings, cheek marks (birthmark, tattoo).
+_STREAK = np.array([[0.93, 0.35, 0.62], [0.25, 0.45, 0.92], [0.30, 0.78, 0.45],
+                    [0.95, 0.93, 0.85], [0.85, 0.15, 0.12]], dtype=np.float32)
+_EARRING = np.array([[0.98, 0.80, 0.25], [0.85, 0.87, 0.90], [0.90, 0.10, 0.20],
+                     [0.15, 0.55, 0.95]], dtype=np.float32)
+_MARK = np.array([[0.30, 0.16, 0.10], [0.15, 0.20, 0.55], [0.70, 0.10, 0.15]], dtype=np.float32)
 HAIR_STYLES = ("short", "fringe", "side_parting", "receding", "long", "bald")
 
 
@@ -30,7 +36,7 @@ def identity_attributes(seed: int, split: int, identity: int) -> dict[str, np.nd
     hair = _HAIR[rng.integers(len(_HAIR))] * u(0.85, 1.15) + u(-0.03, 0.03, 3)
     style_p = np.array([0.24, 0.2, 0.2, 0.12, 0.2, 0.04])
     top = u(0.15, 0.95, 3)
-    return {
+    attributes = {
         "face_width": u(0.88, 1.08), "face_length": u(0.92, 1.08), "jaw_power": u(0.5, 1.0),
         "eye_spacing": u(0.29, 0.36), "eye_width": u(0.11, 0.15), "eye_height": u(0.05, 0.075),
         "nose_length": u(0.85, 1.15), "nose_width": u(0.12, 0.19),
@@ -45,6 +51,14 @@ def identity_attributes(seed: int, split: int, identity: int) -> dict[str, np.nd
         "background_top": top, "background_bottom": top * u(0.45, 0.9),
         "clothing": u(0.05, 0.9, 3),
     }
+    # Details on one side of the head, which only poses turned towards that side show (drawn
+    # last, so the attributes above are the same as before these details existed).
+    for name, chance, colours in (("streak", 0.75, _STREAK), ("earring", 0.5, _EARRING),
+                                  ("mark", 0.5, _MARK)):
+        attributes[name] = float(u(0, 1) < chance)
+        attributes[f"{name}_side"] = float(rng.choice([-1.0, 1.0]))
+        attributes[f"{name}_color"] = colours[rng.integers(len(colours))] + u(-0.04, 0.04, 3)
+    return attributes
 
 
 
@@ -175,7 +189,32 @@ def head_geometry_3d(a: dict, p: dict, landmarks: np.ndarray) -> dict[str, np.nd
     neck = _stack(np.float32([0.27, -0.27]), 0.5, -0.1)
     return {"skull": skull, "ears": ears, "cap": cap, "hair_back": hair_back,
             "nose_shade": shade, "nostrils": nostrils, "irises": irises, "glasses": glasses,
-            "neck": np.broadcast_to(neck, (n, 2, 3))}
+            "neck": np.broadcast_to(neck, (n, 2, 3)), **side_details_3d(a, jw, fl, vol, es)}
+
+
+def side_details_3d(a: dict, jw, fl, vol, es) -> dict[str, np.ndarray]:
+    """The one-sided details: each a shape ``(N, M, 3)`` and the outward normal ``(N, 3)`` of
+    the surface it lies on (its opacity follows how much that normal faces the camera)."""
+    streak_side, ear_side, mark_side = (_col(a, f"{k}_side") for k in ("streak", "earring",
+                                                                       "mark"))
+    # A dyed band over the temple, from the parting down to the top of the ear.
+    sx = np.float32([0.62, 0.98, 1.0, 0.9, 0.72, 0.6])[None] * vol * jw
+    sy = np.float32([-0.62, -0.55, -0.3, -0.08, -0.1, -0.35])[None] * fl
+    streak = _stack(streak_side * sx, sy, 0.12 + 0 * sx)
+    # An earring hanging below the lobe: a centre and two radii (an ellipse).
+    lobe = _stack(ear_side * (jw + 0.02), -0.08 + 0.2 * es, -0.02)
+    earring = np.concatenate([lobe, _stack(0.075 + 0 * es, 0.085 + 0 * es, 0)], 1)
+    # A mark on the outer cheek.
+    mx = 0.62 * jw
+    mark_centre = _stack(mark_side * mx, 0.3 + 0 * mx, _front_z(mx, 0.3))
+    mark = np.concatenate([mark_centre, _stack(0.1 + 0 * mx, 0.08 + 0 * mx, 0)], 1)
+
+    def normal(side, x, z):
+        return np.concatenate([side * x, 0 * side, z + 0 * side], 1).astype(np.float32)
+
+    return {"streak": streak, "streak_normal": normal(streak_side, 1.0, 0.25),
+            "earring": earring, "earring_normal": normal(ear_side, 1.0, 0.35),
+            "mark": mark, "mark_normal": normal(mark_side, 1.0, 0.3)}
 
 
 # The display list: (name, kind, number of points, clip shape, shaded), painted in this order.

@@ -2,7 +2,11 @@
 
 Every identity is a small 3D face: 68 template landmarks (the layout of
 ``fewshot_th.landmarks.PARTS``) deformed by the identity's shape, plus a skull, ears, hair,
-neck and shoulders, each with the identity's colours. Every video moves the head (yaw,
+neck and shoulders, each with the identity's colours. Many identities also have details on
+one side of the head (a dyed streak of hair over one temple, an earring on one ear, a mark on
+one cheek) drawn only as far as their side faces the camera: one frame shows some of a
+person, several frames from different angles show more, as with real people. Every video
+moves the head (yaw,
 pitch, roll, translation, scale) and the face (speech, blinks, brow raises, gaze) smoothly.
 A frame is drawn by rotating the 3D points, projecting them (weak perspective) and painting
 the parts back to front with ``fewshot_th.data.raster.paint``.
@@ -23,6 +27,7 @@ from . import raster
 from .face3d import HAIR_STYLES, face_landmarks_3d, head_geometry_3d, identity_attributes, rotation
 
 SPLITS = {"train": 0, "test": 1}
+ONE_SIDED_DETAILS = ("streak", "earring", "mark")
 FRAME_STEP_SECONDS = 0.12  # time between frames: every third frame of a 25 fps video
 
 
@@ -93,6 +98,30 @@ def _video_pose(seed: int, split: int, identity: int, video: int, t: np.ndarray)
     )
 
 
+def distant_poses(seed: int, num_sources: int, num_targets: int) -> tuple[Pose, Pose]:
+    """Source and target poses far apart: copying a source frame cannot give the target.
+
+    The sources are a calm clip: mouth closed, brows at rest, eyes open, head tilted down and
+    to one side, a little left of centre and small; the head turns through every yaw in
+    [-28, 28] degrees, so that some of the sources show each side of the head (and its
+    one-sided details). The targets speak (mouth open), raise their brows, look up with the
+    head tilted the other way, sit right of centre and larger, and are turned 18-30 degrees to
+    one side. Every field except yaw is outside the sources' range; all stay within the
+    ranges of the training videos. A pure function of ``seed``.
+    """
+    rng = np.random.default_rng([seed, 0xD157])
+    u = rng.uniform
+    n, m = _check_int("num_sources", num_sources, 1), _check_int("num_targets", num_targets, 1)
+    sources = Pose(yaw=u(-28, 28, n), pitch=u(6, 12, n), roll=u(-7, -3, n),
+                   tx=u(-0.04, -0.02, n), ty=u(-0.02, 0.0, n), scale=u(0.93, 0.97, n),
+                   mouth=0.0, blink=0.0, brow=0.0, gaze_x=u(-0.3, 0.3, n), gaze_y=0.0)
+    targets = Pose(yaw=rng.choice([-1.0, 1.0], m) * u(18, 30, m), pitch=u(-12, -8, m),
+                   roll=u(4, 8, m), tx=u(0.03, 0.05, m), ty=u(0.02, 0.04, m),
+                   scale=u(1.03, 1.08, m), mouth=u(0.6, 1.0, m), blink=0.0,
+                   brow=u(0.4, 0.8, m), gaze_x=u(-0.5, 0.5, m), gaze_y=u(-0.3, 0.3, m))
+    return sources, targets
+
+
 # The display list: (name, kind, number of points, clip shape, shaded), painted in this order.
 _SHAPES = (
     ("hair_back", raster.FILL, 17, None, False),
@@ -101,6 +130,7 @@ _SHAPES = (
     ("ear_r", raster.FILL, 8, None, True),
     ("ear_l", raster.FILL, 8, None, True),
     ("head", raster.FILL, 30, None, True),
+    ("mark", raster.ELLIPSE, 2, None, True),
     ("nose_shade", raster.FILL, 4, None, False),
     ("eye_r", raster.FILL, 6, None, False),
     ("eye_l", raster.FILL, 6, None, False),
@@ -119,6 +149,8 @@ _SHAPES = (
     ("teeth", raster.FILL, 10, "mouth", False),
     ("lip_line", raster.OPEN_LINE, 5, None, False),
     ("hair", raster.FILL, 22, None, False),
+    ("streak", raster.FILL, 6, None, False),
+    ("earring", raster.ELLIPSE, 2, None, False),
     ("glasses_r", raster.CLOSED_LINE, 12, None, False),
     ("glasses_l", raster.CLOSED_LINE, 12, None, False),
     ("glasses_bridge", raster.OPEN_LINE, 2, None, False),
@@ -203,6 +235,19 @@ def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
         a_=mouth_open)
     put("lip_line", upper, a["lips"] * 0.5, w=0.008 * s, a_=0.7)
     put("hair", project(geo["cap"]), hair, a_=1 - bald)
+
+    def facing(name):  # how much the detail's surface faces the camera, as an opacity
+        normal = geo[f"{name}_normal"] / np.linalg.norm(geo[f"{name}_normal"], axis=-1,
+                                                         keepdims=True)
+        return a[name] * np.clip((np.einsum("nj,nj->n", rot[:, 2], normal) - 0.25) / 0.3, 0, 1)
+
+    def small_ellipse(name):
+        shape = geo[name]
+        return ellipse(project(shape[:, :1])[:, 0], shape[:, 1, 0] * s, shape[:, 1, 1] * s)
+
+    put("mark", small_ellipse("mark"), a["mark_color"], a_=facing("mark"))
+    put("streak", project(geo["streak"]), a["streak_color"], a_=facing("streak") * (1 - bald))
+    put("earring", small_ellipse("earring"), a["earring_color"], a_=facing("earring"))
     gl = [project(g) for g in geo["glasses"]]
     put("glasses_r", gl[0], a["glasses_color"], w=0.014 * s, a_=a["glasses"])
     put("glasses_l", gl[1], a["glasses_color"], w=0.014 * s, a_=a["glasses"])
@@ -308,18 +353,30 @@ class SynthHeads(torch.utils.data.Dataset):
         Returns ``(3, H, W)`` for a pose of scalars, ``(N, 3, H, W)`` for a pose of arrays;
         with ``return_landmarks`` also the ``(..., 68, 2)`` landmarks.
         """
+        return self._render(identity, pose, return_landmarks, {})
+
+    def _render(self, identity, pose, return_landmarks: bool, overrides: dict):
         if not isinstance(pose, Pose):
             raise TypeError(f"pose must be a Pose, got {type(pose).__name__}")
         identity = self._identity(identity)
         single = np.ndim(pose.yaw) == 0 and len(pose) == 1
         p = pose.as_arrays()
         n = p["yaw"].shape[0]
-        a = {k: np.repeat(v[identity][None], n, 0) for k, v in self._attributes.items()}
+        a = {k: np.repeat(np.asarray(overrides.get(k, v[identity]), np.float32)[None], n, 0)
+             for k, v in self._attributes.items()}
         frames, landmarks = _draw(a, p, self.size)
         frames, landmarks = torch.from_numpy(frames), torch.from_numpy(landmarks)
         if single:
             frames, landmarks = frames[0], landmarks[0]
         return (frames, landmarks) if return_landmarks else frames
+
+    def detail_mask(self, identity: int, pose: Pose, threshold: float = 0.03) -> torch.Tensor:
+        """Where the identity's one-sided details (hair streak, earring, cheek mark) show in
+        ``pose``: a boolean ``(N, H, W)`` (or ``(H, W)`` for a pose of scalars), true where the
+        frame differs by more than ``threshold`` from the same frame drawn without them."""
+        frames = self.render(identity, pose)
+        plain = self._render(identity, pose, False, {k: 0.0 for k in ONE_SIDED_DETAILS})
+        return (frames - plain).abs().amax(dim=-3) > threshold
 
     def get_frames(self, index: int, frame_indices=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the chosen frames of video ``index``: ``(frames (n,3,H,W), landmarks (n,68,2))``."""
