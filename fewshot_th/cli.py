@@ -70,7 +70,8 @@ def _train_here(args: argparse.Namespace) -> int:
     model = TalkingHeadModel.build(config, num_videos=len(videos))
     trainer = Trainer(model, videos, train, content, args.out, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                      device=args.device, num_workers=args.workers)
+                      device=args.device, num_workers=args.workers,
+                      mixed_precision=not args.fp32)
     if args.resume:
         step = trainer.load()
         print(f"resumed {args.out} at step {step}")
@@ -116,18 +117,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(f"fewshot-th evaluate: {fid_note}", file=sys.stderr)
     results = evaluate_few_shot(model, args.identities, seed=args.seed, k_values=tuple(args.k),
                                 modes=tuple(args.modes), ft_steps=args.ft_steps, progress=True,
-                                fid_network=fid_network)
+                                fid_network=fid_network, targets=tuple(args.targets))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     source = args.checkpoint or f"shipped model {args.pretrained}"
     (out / "scores.json").write_text(json.dumps(
         {"model": source, "identities": args.identities, "seed": args.seed,
-         "ft_steps": args.ft_steps, "scores": {str(k): v for k, v in results.items()}},
+         "ft_steps": args.ft_steps,
+         "scores": {kind: {str(k): v for k, v in by_k.items()} for kind, by_k in results.items()}},
         indent=1))
     table = scores_table(results)
     (out / "table.md").write_text(
         f"Few-shot scores of {source} on {args.identities} SynthHeads test identities "
-        "(self-reenactment, 8 targets each).\n\n" + table +
+        "(self-reenactment, 8 targets each, same-video and pose-distant).\n\n" + table +
         f"\n{fid_note or 'FID: see the fid column (over all targets of one K).'} CSIM, where "
         "shown, comes from the SynthHeads identity network. The paper's rows are for trends, "
         "not values.\n")
@@ -165,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--sample-every", type=int, default=250)
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--device", default="cpu")
+    train.add_argument("--fp32", action="store_true",
+                       help="float32 throughout (default: bfloat16 autocast where the device "
+                            "has native bfloat16)")
     evaluate = commands.add_parser(
         "evaluate", help="few-shot scores on SynthHeads test identities, like Table 1")
     evaluate.add_argument("--pretrained", default="synthheads-cpu", help="a shipped model")
@@ -173,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--identities", type=int, default=20)
     evaluate.add_argument("--k", type=int, nargs="+", default=[1, 8, 32])
     evaluate.add_argument("--modes", nargs="+", choices=["ff", "ft"], default=["ff", "ft"])
+    evaluate.add_argument("--targets", nargs="+", choices=["same-video", "pose-distant"],
+                          default=["same-video", "pose-distant"],
+                          help="kinds of target frames (default: both)")
     evaluate.add_argument("--ft-steps", type=int, default=None,
                           help="fine-tuning steps (default: 40 passes over the K frames)")
     evaluate.add_argument("--no-fid", dest="fid", action="store_false",

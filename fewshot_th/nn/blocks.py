@@ -41,14 +41,16 @@ class _SpectralNorm:
         self.register_buffer("v", v)
 
     def sigma(self) -> torch.Tensor:
-        """σ(W) ≈ uᵀ W v, differentiable in W (u and v are constants of the pass)."""
+        """σ(W) ≈ uᵀ W v, differentiable in W (u and v are constants of the pass); always in
+        float32, also under autocast, where a bfloat16 σ would be off by up to 1%."""
         w = self.weight.flatten(1)
-        if self.training:
-            with torch.no_grad():
-                self.v.copy_(F.normalize(w.t() @ self.u, dim=0, eps=1e-12))
-                self.u.copy_(F.normalize(w @ self.v, dim=0, eps=1e-12))
-        # Clones: a later pass may update u, v in place while this graph still needs them.
-        return torch.dot(self.u.clone(), w @ self.v.clone())
+        with torch.autocast(w.device.type, enabled=False):
+            if self.training:
+                with torch.no_grad():
+                    self.v.copy_(F.normalize(w.t() @ self.u, dim=0, eps=1e-12))
+                    self.u.copy_(F.normalize(w @ self.v, dim=0, eps=1e-12))
+            # Clones: a later pass may update u, v in place while this graph still needs them.
+            return torch.dot(self.u.clone(), w @ self.v.clone())
 
     def normalized_weight(self) -> torch.Tensor:
         """W / σ(W), the weight the layer effectively applies."""
