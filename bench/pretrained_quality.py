@@ -1,7 +1,8 @@
 """Feed-forward quality of a trained model on SynthHeads test identities (never trained on).
 
 For each test identity, ê comes from K frames of the first half of its video; the model then
-draws 8 frames of the second half from their landmarks, scored against the exact frames:
+draws 8 frames of the second half from their landmarks (same-video targets), and 8
+pose-distant targets from K frames of a calm clip, scored against the exact frames:
 SSIM and L1, and identity retrieval (is the generated frame closer to the true identity's
 render of that pose than to the other test identities' renders of the same pose?). Two
 copying baselines are scored the same way: the mean of the K source frames, and the source
@@ -35,12 +36,15 @@ def main() -> None:
         load_pretrained(args.pretrained) if args.pretrained else load_trained(args.checkpoint),
         args.identities)
     print(f"SynthHeads test identities: {args.identities}, 8 target frames each "
-          f"(second half of the video), K sources from the first half; chance retrieval "
+          f"(same-video: second half of the video, K sources from the first half; "
+          f"pose-distant: see fewshot_th.data.distant_poses); chance retrieval "
           f"{1 / args.identities:.2f}")
-    print(f"{'K':>3} {'method':26s} {'SSIM':>6} {'L1':>6} {'retrieval':>9}")
-    for k, by_method in results.items():
-        for name, m in by_method.items():
-            print(f"{k:>3} {name:26s} {m['ssim']:6.3f} {m['l1']:6.3f} {m['retrieval']:9.2f}")
+    print(f"{'targets':13s} {'K':>3} {'method':26s} {'SSIM':>6} {'L1':>6} {'retrieval':>9}")
+    for kind, by_k in results.items():
+        for k, by_method in by_k.items():
+            for name, m in by_method.items():
+                print(f"{kind:13s} {k:>3} {name:26s} {m['ssim']:6.3f} {m['l1']:6.3f} "
+                      f"{m['retrieval']:9.2f}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -3,7 +3,8 @@
 Trains E, G and D on SynthHeads with ``fewshot_th.meta.Trainer`` for ``--minutes`` of
 wall-clock training (evaluation time not counted) and, every ``--eval-every`` minutes, scores
 the feed-forward model on SynthHeads test identities with ``evaluate_feed_forward`` (SSIM, L1,
-identity retrieval at K = 1, 8, 32, beside the two copying baselines). Writes
+identity retrieval at K = 1, 8, 32, beside the two copying baselines), on same-video and on
+pose-distant targets. Writes
 ``<out>/quality.jsonl`` (one line per evaluation) and ``<out>/quality.png``.
 
 Recipes differ by ``--set NAME=VALUE`` (a ``TrainConfig`` field) and ``--model NAME=VALUE``
@@ -52,21 +53,25 @@ def _assignments(pairs: list[str], what: str) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """SSIM and retrieval against training minutes, K = 1, 8, 32, with the copying baselines."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    """SSIM and retrieval against training minutes, K = 1, 8, 32, with the copying baselines,
+    one row of panels per kind of target (same-video, pose-distant)."""
+    kinds = list(rows[-1]["scores"])
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(10, 3.4 * len(kinds)), squeeze=False)
     minutes = [r["minutes"] for r in rows]
-    for ax, metric in zip(axes, ("ssim", "retrieval")):
-        for k, style in (("1", ":"), ("8", "-"), ("32", "--")):
-            ax.plot(minutes, [r["scores"][k]["model"][metric] for r in rows], "C0" + style,
-                    marker="o", label=f"model, K = {k}")
-        for name, colour in (("mean of sources", "C1"), ("nearest-landmark source", "C2")):
-            ax.axhline(rows[-1]["scores"]["8"][name][metric], color=colour, lw=1,
-                       label=f"{name}, K = 8")
-        ax.set_xlabel("training minutes (2 CPU cores)" if rows[-1]["device"] == "cpu"
-                      else f"training minutes ({rows[-1]['device']})")
-        ax.set_title(f"{metric}, held-out identities, feed-forward")
-        ax.set_ylim(0, 1)
-    axes[1].legend(fontsize=7, loc="lower right")
+    for row_axes, kind in zip(axes, kinds):
+        for ax, metric in zip(row_axes, ("ssim", "retrieval")):
+            for k, style in (("1", ":"), ("8", "-"), ("32", "--")):
+                ax.plot(minutes, [r["scores"][kind][k]["model"][metric] for r in rows],
+                        "C0" + style, marker="o", label=f"model, K = {k}")
+            for name, colour in (("mean of sources", "C1"), ("nearest-landmark source", "C2")):
+                ax.axhline(rows[-1]["scores"][kind]["8"][name][metric], color=colour, lw=1,
+                           label=f"{name}, K = 8")
+            ax.set_xlabel("training minutes (2 CPU cores)" if rows[-1]["device"] == "cpu"
+                          else f"training minutes ({rows[-1]['device']})")
+            ax.set_title(f"{metric}, held-out identities, feed-forward, {kind} targets",
+                         fontsize=9)
+            ax.set_ylim(0, 1)
+        row_axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample-every", type=int, default=250, help="steps between samples")
-    parser.add_argument("--fp32", action="store_true", help="no bfloat16 autocast on CUDA")
+    parser.add_argument("--fp32", action="store_true",
+                        help="float32 throughout: no bfloat16 autocast")
     parser.add_argument("--checkpoint-every", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -117,17 +123,20 @@ def main(argv: list[str] | None = None) -> None:
             scores = evaluate_feed_forward(model, args.test_identities)  # on model's device
             model.train()
             row = {"minutes": round(trained / 60, 2), "step": trainer.step,
-                   "device": args.device, "scores": {str(k): v for k, v in scores.items()}}
+                   "device": args.device,
+                   "scores": {kind: {str(k): v for k, v in by_k.items()}
+                              for kind, by_k in scores.items()}}
             rows.append(row)
             with open(log, "a") as f:
                 f.write(json.dumps(row) + "\n")
             plot(rows, out / "quality.png")
-            s8 = scores[8]["model"]
-            print(f"{row['minutes']:6.1f} min, step {trainer.step}: K=8 SSIM "
-                  f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f}; "
-                  f"K=1 {scores[1]['model']['ssim']:.3f}/{scores[1]['model']['retrieval']:.2f} "
-                  f"K=32 {scores[32]['model']['ssim']:.3f}/"
-                  f"{scores[32]['model']['retrieval']:.2f}", flush=True)
+            for kind, by_k in scores.items():
+                s8, copy8 = by_k[8]["model"], by_k[8]["nearest-landmark source"]
+                print(f"{row['minutes']:6.1f} min, step {trainer.step}, {kind}: K=8 SSIM "
+                      f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f} "
+                      f"(nearest copy {copy8['ssim']:.3f}); SSIM K=1 "
+                      f"{by_k[1]['model']['ssim']:.3f} K=32 {by_k[32]['model']['ssim']:.3f}",
+                      flush=True)
             while next_eval <= trained + 1e-9:
                 next_eval += args.eval_every * 60
             if done:

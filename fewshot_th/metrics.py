@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ssim", "psnr", "l1", "identity_retrieval", "evaluate_feed_forward",
-           "evaluate_few_shot", "scores_table", "PAPER_TABLE1", "frechet_distance",
-           "feature_statistics"]
+           "evaluate_few_shot", "scores_table", "by_target_kind", "TARGET_KINDS",
+           "PAPER_TABLE1", "frechet_distance", "feature_statistics"]
 
 # Table 1 of the paper, VoxCeleb2, K = 1 / 8 / 32 (``shared/PAPER.md``: FID confirmed by a
 # public leaderboard, the rest unverified). For trends, not for values: other data, 256 px.
@@ -130,13 +130,19 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
+TARGET_KINDS = ("same-video", "pose-distant")
+
+
 def evaluate_feed_forward(model, identities: int = 20, seed: int = 0,
-                          k_values: tuple[int, ...] = (1, 8, 32)) -> dict:
+                          k_values: tuple[int, ...] = (1, 8, 32),
+                          targets: tuple[str, ...] = TARGET_KINDS) -> dict:
     """Feed-forward scores on SynthHeads test identities, beside two copying baselines:
     ``evaluate_few_shot`` with FF only, the model's scores under the name ``"model"``."""
-    results = evaluate_few_shot(model, identities, seed, k_values, modes=("ff",))
-    return {k: {("model" if name == "FF" else name): s for name, s in by_method.items()}
-            for k, by_method in results.items()}
+    results = evaluate_few_shot(model, identities, seed, k_values, modes=("ff",),
+                                targets=targets)
+    return {kind: {k: {("model" if name == "FF" else name): s for name, s in by_method.items()}
+                   for k, by_method in by_k.items()}
+            for kind, by_k in results.items()}
 
 
 def _identity_net_for(image_size: int):
@@ -150,23 +156,50 @@ def _identity_net_for(image_size: int):
     return net if net.image_size == image_size else None
 
 
+def _episodes(test, identity: int, kind: str, k: int, rng, num_targets: int):
+    """Source poses (K) and target poses of one test identity for one kind of target."""
+    from .data.synthetic import distant_poses
+
+    if kind == "same-video":
+        half = test.frames_per_video // 2
+        sources = np.sort(rng.choice(half, k, replace=False))
+        targets = np.sort(np.random.default_rng([test.seed, identity]).choice(
+            np.arange(half, test.frames_per_video), num_targets, replace=False))
+        return test.pose(identity, sources), test.pose(identity, targets)
+    source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, 32, num_targets)
+    return source_pose[np.sort(rng.choice(32, k, replace=False))], target_pose
+
+
 def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                       k_values: tuple[int, ...] = (1, 8, 32), modes: tuple[str, ...] = ("ff",),
                       ft_steps: int | None = None, progress: bool = False,
-                      fid_network=None) -> dict:
+                      fid_network=None, targets: tuple[str, ...] = TARGET_KINDS) -> dict:
     """Few-shot scores on SynthHeads test identities (never seen in training).
 
-    For each test identity, the K source frames come from the first half of a 64-frame video;
-    the person's model (``fewshot_th.finetune.few_shot``: feed-forward ``"ff"`` and/or
-    fine-tuned ``"ft"``, ``ft_steps`` steps, default 40 passes over the K frames) draws 8
-    frames of the second half from their landmarks, scored against the exact frames. Two
+    Two kinds of targets (``targets``):
+
+    * ``"same-video"`` (the paper's protocol): the K source frames come from the first half
+      of a 64-frame video, the 8 targets from its second half;
+    * ``"pose-distant"``: the K sources come from a calm clip (mouth closed, head down,
+      turning through every yaw), the 8 targets speak, look up and sit elsewhere in the frame
+      (``fewshot_th.data.distant_poses``), so no source frame resembles a target.
+
+    For each identity, the person's model (``fewshot_th.finetune.few_shot``: feed-forward
+    ``"ff"`` and/or fine-tuned ``"ft"``, ``ft_steps`` steps, default 40 passes over the K
+    frames) draws the targets from their landmarks, scored against the exact frames. Two
     copying baselines are scored the same way: the mean of the K source frames, and the
     source frame whose landmarks are closest to the target's. Returns
-    ``{K: {method: {"ssim", "l1", "retrieval"}}}`` with methods ``"FF"``, ``"FT"`` (as
-    asked), ``"mean of sources"`` and ``"nearest-landmark source"``; with ``"csim"`` too
-    (backend ``"synthheads"``: the shipped SynthHeads identity network) when the model's
-    frames have that network's size; with ``"fid"`` (over all identities' targets of one K)
-    when ``fid_network`` (``fewshot_th.fid.load_fid_inception()``) is given.
+    ``{kind: {K: {method: {"ssim", "l1", "retrieval", ...}}}}`` with methods
+    ``"FF"``, ``"FT"`` (as asked), ``"mean of sources"`` and ``"nearest-landmark source"``;
+    ``landmark_distance`` is the mean distance in pixels from a target's landmarks to the
+    nearest source's (the same for every method: how far the targets are from the sources);
+    ``ssim_by_identity`` lists each identity's mean SSIM (for paired comparisons);
+    ``detail_l1`` is the mean absolute error over the pixels where the targets show their
+    one-sided details (``SynthHeads.detail_mask``): how well the method knows what only some
+    views of the person reveal.
+    With ``"csim"`` too (the shipped SynthHeads identity network) when the model's frames
+    have that network's size; with ``"fid"`` (over all identities' targets of one K) when
+    ``fid_network`` (``fewshot_th.fid.load_fid_inception()``) is given.
     """
     from tqdm.auto import tqdm
 
@@ -182,68 +215,103 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                          f"identities and K = {k_values}")
     if not modes or any(mode not in ("ff", "ft") for mode in modes):
         raise ValueError(f"modes must be a non-empty choice of 'ff' and 'ft', got {modes!r}")
+    if isinstance(targets, str) or not targets or any(t not in TARGET_KINDS for t in targets):
+        raise ValueError(f"targets must be a non-empty tuple of {TARGET_KINDS}, got {targets!r}")
     model.eval()
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
                       frames_per_video=frames_per_video, size=model.config.image_size,
                       seed=seed)
     identity_net = _identity_net_for(model.config.image_size)
-    rng = np.random.default_rng(seed)
-    targets = np.sort(rng.choice(np.arange(half, frames_per_video), num_targets, replace=False))
     methods = [mode.upper() for mode in modes] + ["mean of sources", "nearest-landmark source"]
+    metrics = ("ssim", "l1", "retrieval") + (("csim",) if identity_net else ())
     results = {}
-    bar = tqdm(total=len(k_values) * identities, desc="evaluating", disable=not progress)
-    for k in k_values:
-        metrics = ("ssim", "l1", "retrieval") + (("csim",) if identity_net else ())
-        scores = {name: {metric: [] for metric in metrics} for name in methods}
-        drawn = {name: [] for name in methods}  # for FID: every method's frames, and the truth
-        truths = []
-        for identity in range(identities):
-            sources = np.sort(rng.choice(half, k, replace=False))
-            src_frames, src_points = test.get_frames(identity, sources)
-            tgt_frames, tgt_points = test.get_frames(identity, targets)
-            nearest = torch.cdist(tgt_points.flatten(1), src_points.flatten(1)).argmin(1)
-            outputs = {"mean of sources": src_frames.mean(0, keepdim=True).expand(
-                           num_targets, -1, -1, -1),
-                       "nearest-landmark source": src_frames[nearest]}
-            for mode in modes:
-                personal = few_shot(model, src_frames, src_points, mode=mode,
-                                    steps=ft_steps if mode == "ft" else None,
-                                    seed=identity, progress=False)
-                outputs[mode.upper()] = personal.render(tgt_points)
-            pose = test.pose(identity, targets)
-            candidates = torch.stack([test.render(j, pose) for j in range(identities)], dim=1)
-            truth = torch.full((num_targets,), identity)
-            for name, frames in outputs.items():
-                scores[name]["ssim"].append(ssim(frames, tgt_frames))
-                scores[name]["l1"].append(l1(frames, tgt_frames))
-                scores[name]["retrieval"].append(
-                    identity_retrieval(frames, candidates, truth).float())
-                if identity_net is not None:
-                    scores[name]["csim"].append(csim(frames, tgt_frames, net=identity_net))
-                if fid_network is not None:
-                    drawn[name].append(frames)
-            truths.append(tgt_frames)
-            bar.update(1)
-        results[k] = {name: {m: float(torch.cat(scores[name][m]).mean()) for m in scores[name]}
-                      for name in methods}
-        if fid_network is not None:
-            from .fid import fid
+    bar = tqdm(total=len(targets) * len(k_values) * identities, desc="evaluating",
+               disable=not progress)
+    for kind in targets:
+        rng = np.random.default_rng([seed, TARGET_KINDS.index(kind)])
+        results[kind] = {}
+        for k in k_values:
+            scores = {name: {metric: [] for metric in metrics} for name in methods}
+            drawn = {name: [] for name in methods}  # for FID: every method's frames and truth
+            truths, distances = [], []
+            detail_errors = {name: [0.0, 0] for name in methods}
+            for identity in range(identities):
+                source_pose, target_pose = _episodes(test, identity, kind, k, rng, num_targets)
+                src_frames, src_points = test.render(identity, source_pose, True)
+                tgt_frames, tgt_points = test.render(identity, target_pose, True)
+                gaps = torch.cdist(tgt_points.flatten(1), src_points.flatten(1))
+                nearest = gaps.argmin(1)
+                distances.append((tgt_points - src_points[nearest]).norm(dim=-1).mean(-1))
+                outputs = {"mean of sources": src_frames.mean(0, keepdim=True).expand(
+                               num_targets, -1, -1, -1),
+                           "nearest-landmark source": src_frames[nearest]}
+                for mode in modes:
+                    personal = few_shot(model, src_frames, src_points, mode=mode,
+                                        steps=ft_steps if mode == "ft" else None,
+                                        seed=identity, progress=False)
+                    outputs[mode.upper()] = personal.render(tgt_points)
+                candidates = torch.stack([test.render(j, target_pose)
+                                          for j in range(identities)], dim=1)
+                truth = torch.full((num_targets,), identity)
+                details = test.detail_mask(identity, target_pose)[:, None].expand_as(tgt_frames)
+                for name, frames in outputs.items():
+                    detail_errors[name][0] += float((frames - tgt_frames).abs()[details].sum())
+                    detail_errors[name][1] += int(details.sum())
+                    scores[name]["ssim"].append(ssim(frames, tgt_frames))
+                    scores[name]["l1"].append(l1(frames, tgt_frames))
+                    scores[name]["retrieval"].append(
+                        identity_retrieval(frames, candidates, truth).float())
+                    if identity_net is not None:
+                        scores[name]["csim"].append(csim(frames, tgt_frames, net=identity_net))
+                    if fid_network is not None:
+                        drawn[name].append(frames)
+                truths.append(tgt_frames)
+                bar.update(1)
+            distance = float(torch.cat(distances).mean())
+            results[kind][k] = {name: {**{m: float(torch.cat(scores[name][m]).mean())
+                                          for m in scores[name]},
+                                       "landmark_distance": distance,
+                                       "detail_l1": (detail_errors[name][0]
+                                                     / max(detail_errors[name][1], 1)),
+                                       "ssim_by_identity": [float(v.mean())
+                                                            for v in scores[name]["ssim"]]}
+                                for name in methods}
+            if fid_network is not None:
+                from .fid import fid
 
-            for name in methods:
-                results[k][name]["fid"] = fid(fid_network, torch.cat(truths),
-                                              torch.cat(drawn[name]))
+                for name in methods:
+                    results[kind][k][name]["fid"] = fid(fid_network, torch.cat(truths),
+                                                        torch.cat(drawn[name]))
     bar.close()
     return results
 
 
+def by_target_kind(results: dict) -> dict:
+    """``evaluate_few_shot``'s results as ``{kind: {K: {method: scores}}}``; a ``{K: ...}``
+    dict of one kind (as an older evaluation stored it) counts as same-video targets."""
+    if not isinstance(results, dict) or not results:
+        raise ValueError("expected evaluate_few_shot's results, got an empty or non-dict value")
+    if all(kind in TARGET_KINDS for kind in results):
+        return results
+    if all(str(k).isdigit() for k in results):
+        return {"same-video": results}
+    raise ValueError(f"expected results keyed by target kind {TARGET_KINDS} or by K, got "
+                     f"keys {list(results)}")
+
+
 def scores_table(results: dict) -> str:
     """A Markdown table like the paper's Table 1 from ``evaluate_few_shot``'s results: one
-    row per method, each metric as "K = 1 / 8 / 32" values, the paper's VoxCeleb2 rows below."""
-    ks = sorted(results, key=int)
-    methods = list(next(iter(results.values())))
+    row per target kind and method, each metric as "K = 1 / 8 / 32" values, the paper's
+    VoxCeleb2 rows below."""
+    kinds = by_target_kind(results)
+    first = next(iter(kinds.values()))
+    ks = sorted(first, key=int)
+    methods = list(first[ks[0]])
     metrics = [("ssim", "SSIM (higher)", 3), ("l1", "L1 (lower)", 3),
                ("retrieval", "identity retrieval (higher)", 2)]
-    present = results[ks[0]][methods[0]]
+    present = first[ks[0]][methods[0]]
+    if "detail_l1" in present:
+        metrics.insert(2, ("detail_l1", "L1 on one-sided details (lower)", 3))
     if "csim" in present:
         metrics.append(("csim", "CSIM (higher; SynthHeads identity network)", 3))
     if "fid" in present:
@@ -251,10 +319,12 @@ def scores_table(results: dict) -> str:
     header = f"| data | method | K | {' | '.join(title for _, title, _ in metrics)} |"
     lines = [header, "|" + "---|" * (3 + len(metrics))]
     k_text = " / ".join(str(k) for k in ks)
-    for method in methods:
-        cells = [" / ".join(f"{results[k][method][m]:.{digits}f}" for k in ks)
-                 for m, _, digits in metrics]
-        lines.append(f"| SynthHeads | {method} | {k_text} | {' | '.join(cells)} |")
+    for kind, by_k in kinds.items():
+        for method in methods:
+            cells = [" / ".join(f"{by_k[k][method][m]:.{digits}f}" for k in ks)
+                     for m, _, digits in metrics]
+            lines.append(f"| SynthHeads, {kind} targets | {method} | {k_text} | "
+                         f"{' | '.join(cells)} |")
     for method, values in PAPER_TABLE1.items():
         paper_cells = {"ssim": " / ".join(f"{v:.2f}" for v in values["ssim"]),
                        "csim": " / ".join(f"{v:.2f}" for v in values["csim"]),

@@ -163,33 +163,40 @@ def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple
 
 def scores_against_k(results: dict, paper: dict | None = None):
     """One panel per metric (SSIM, L1, identity retrieval, CSIM when present) against K for
-    every method of ``fewshot_th.metrics.evaluate_few_shot``'s results; the paper's SSIM and
-    CSIM beside ours (dashed, its own data: compare trends, not values). Returns the figure."""
-    from .metrics import PAPER_TABLE1
+    every method of ``fewshot_th.metrics.evaluate_few_shot``'s results, one row of panels per
+    kind of target; the paper's SSIM and CSIM beside ours (dashed, its own data: compare
+    trends, not values). Returns the figure."""
+    from .metrics import PAPER_TABLE1, by_target_kind
 
     paper = PAPER_TABLE1 if paper is None else paper
-    ks = sorted(results, key=int)
+    kinds = by_target_kind(results)
+    first = next(iter(kinds.values()))
+    ks = sorted(first, key=int)
     x = [int(k) for k in ks]
-    methods = list(next(iter(results.values())))
+    methods = list(first[ks[0]])
     panels = [("ssim", "SSIM (higher is better)"), ("l1", "L1 (lower is better)"),
               ("retrieval", "identity retrieval (higher)")]
-    if "csim" in results[ks[0]][methods[0]]:
+    if "detail_l1" in first[ks[0]][methods[0]]:
+        panels.insert(2, ("detail_l1", "L1 on one-sided details (lower)"))
+    if "csim" in first[ks[0]][methods[0]]:
         panels.append(("csim", "CSIM (higher; SynthHeads identity net)"))
-    if "fid" in results[ks[0]][methods[0]]:
+    if "fid" in first[ks[0]][methods[0]]:
         panels.insert(0, ("fid", "FID (lower is better)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-    for ax, (metric, title) in zip(axes, panels):
-        for i, method in enumerate(methods):
-            ax.plot(x, [results[k][method][metric] for k in ks], marker="o", color=f"C{i}",
-                    label=method)
-        if metric in ("ssim", "csim", "fid"):
-            for i, (method, values) in enumerate(paper.items()):
-                ax.plot([1, 8, 32], values[metric], ls="--", color=f"C{i}", alpha=0.6,
-                        label=f"paper {method} (VoxCeleb2)")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks([1, 8, 32], ["1", "8", "32"])
-        ax.set_xlabel("K (frames of the new person)")
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=7)
+    fig, axes = plt.subplots(len(kinds), len(panels), figsize=(4 * len(panels),
+                                                              3.4 * len(kinds)), squeeze=False)
+    for row, (kind, by_k) in zip(axes, kinds.items()):
+        for ax, (metric, title) in zip(row, panels):
+            for i, method in enumerate(methods):
+                ax.plot(x, [by_k[k][method][metric] for k in ks], marker="o", color=f"C{i}",
+                        label=method)
+            if metric in ("ssim", "csim", "fid"):
+                for i, (method, values) in enumerate(paper.items()):
+                    ax.plot([1, 8, 32], values[metric], ls="--", color=f"C{i}", alpha=0.6,
+                            label=f"paper {method} (VoxCeleb2)")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+            ax.set_xlabel("K (frames of the new person)")
+            ax.set_title(f"{title}\n{kind} targets", fontsize=10)
+        row[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
