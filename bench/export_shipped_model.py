@@ -87,8 +87,9 @@ def main() -> None:
     scores = evaluate_feed_forward(pretrained.load_pretrained(args.name), args.identities)
     info["scores"] = scores
     info["scores_protocol"] = ("bench/pretrained_quality.py: SynthHeads test split, "
-                               f"{args.identities} identities, 8 targets from frames 32-63, "
-                               "K sources from frames 0-31, seed 0")
+                               f"{args.identities} identities, seed 0; same-video: 8 targets "
+                               "from frames 32-63, K sources from frames 0-31; pose-distant: "
+                               "8 targets and K sources from fewshot_th.data.distant_poses")
     pretrained.export_pretrained(checkpoint, args.name, info)
     print(json.dumps(scores, indent=1))
 

@@ -43,18 +43,30 @@ def test_few_shot_evaluation_scores_ff_ft_and_the_copying_baselines(checkpoint):
     model = load_trained(checkpoint[0])
     results = evaluate_few_shot(model, identities=2, k_values=(1, 2), modes=("ff", "ft"),
                                 ft_steps=2)
-    assert list(results) == [1, 2]
-    for by_method in results.values():
-        assert list(by_method) == ["FF", "FT", "mean of sources", "nearest-landmark source"]
-        for scores in by_method.values():
-            assert -1 <= scores["ssim"] <= 1 and 0 <= scores["l1"] <= 1
-            assert 0 <= scores["retrieval"] <= 1
-        assert by_method["FT"]["ssim"] != by_method["FF"]["ssim"]  # FT changed the model
-    # With K = 1 the mean of the sources and the nearest source are the same frame.
-    assert results[1]["mean of sources"] == results[1]["nearest-landmark source"]
+    assert list(results) == ["same-video", "pose-distant"]
+    for by_k in results.values():
+        assert list(by_k) == [1, 2]
+        for by_method in by_k.values():
+            assert list(by_method) == ["FF", "FT", "mean of sources", "nearest-landmark source"]
+            for scores in by_method.values():
+                assert -1 <= scores["ssim"] <= 1 and 0 <= scores["l1"] <= 1
+                assert 0 <= scores["retrieval"] <= 1
+                assert len(scores["ssim_by_identity"]) == 2
+                assert scores["ssim"] == pytest.approx(sum(scores["ssim_by_identity"]) / 2)
+            assert by_method["FT"]["ssim"] != by_method["FF"]["ssim"]  # FT changed the model
+        # With K = 1 the mean of the sources and the nearest source are the same frame.
+        assert by_k[1]["mean of sources"] == by_k[1]["nearest-landmark source"]
+    # Pose-distant targets are farther from their nearest source than same-video ones.
+    distance = {kind: results[kind][2]["FF"]["landmark_distance"] for kind in results}
+    assert distance["pose-distant"] > distance["same-video"]
     # The feed-forward part is exactly evaluate_feed_forward's "model".
     ff = evaluate_feed_forward(model, identities=2, k_values=(1, 2))
-    assert ff[2]["model"] == results[2]["FF"]
+    assert ff["pose-distant"][2]["model"] == results["pose-distant"][2]["FF"]
+    # Each kind of target draws its own episodes: asking for one kind gives the same scores.
+    only = evaluate_feed_forward(model, identities=2, k_values=(1, 2),
+                                 targets=("pose-distant",))
+    assert list(only) == ["pose-distant"]
+    assert only["pose-distant"][2]["model"]["ssim"] == results["pose-distant"][2]["FF"]["ssim"]
 
 
 def test_bad_evaluation_arguments_are_refused(checkpoint):
@@ -63,18 +75,31 @@ def test_bad_evaluation_arguments_are_refused(checkpoint):
         evaluate_few_shot(model, identities=2, k_values=(33,))
     with pytest.raises(ValueError, match="modes"):
         evaluate_few_shot(model, identities=2, modes=("fine",))
+    with pytest.raises(ValueError, match="targets"):
+        evaluate_few_shot(model, identities=2, targets="pose-distant")
 
 
 def test_the_table_and_the_plot_show_every_method_and_the_papers_rows():
-    results = {k: {"FF": {"ssim": 0.5 + k / 100, "l1": 0.1, "retrieval": 1.0},
-                   "FT": {"ssim": 0.6, "l1": 0.05, "retrieval": 0.5}} for k in (1, 8, 32)}
+    one_kind = {k: {"FF": {"ssim": 0.5 + k / 100, "l1": 0.1, "retrieval": 1.0},
+                    "FT": {"ssim": 0.6, "l1": 0.05, "retrieval": 0.5}} for k in (1, 8, 32)}
+    results = {"same-video": one_kind,
+               "pose-distant": {k: {m: {**v, "ssim": v["ssim"] - 0.1} for m, v in d.items()}
+                                for k, d in one_kind.items()}}
     table = scores_table(results)
-    assert "| SynthHeads | FF | 1 / 8 / 32 | 0.510 / 0.580 / 0.820 |" in table
+    assert "| SynthHeads, same-video targets | FF | 1 / 8 / 32 | 0.510 / 0.580 / 0.820 |" in table
+    assert "| SynthHeads, pose-distant targets | FF | 1 / 8 / 32 | 0.410 / 0.480 / 0.720 |" \
+        in table
     assert "Ours-FT | 1 / 8 / 32 | 0.64 / 0.68 / 0.72" in table
+    # A dict of one kind (keyed by K, as older evaluations were stored) is same-video.
+    assert "SynthHeads, same-video targets | FT" in scores_table(one_kind)
+    with pytest.raises(ValueError, match="target kind"):
+        scores_table({"other": one_kind})
     fig = scores_against_k(results)
-    ssim_axis = fig.axes[0]
+    assert len(fig.axes) == 2 * 3  # a row of panels per kind
+    ssim_axis, distant_ssim_axis = fig.axes[0], fig.axes[3]
     assert len(ssim_axis.lines) == 2 + len(PAPER_TABLE1)
     assert list(ssim_axis.lines[0].get_ydata()) == pytest.approx([0.51, 0.58, 0.82])
+    assert list(distant_ssim_axis.lines[0].get_ydata()) == pytest.approx([0.41, 0.48, 0.72])
 
 
 def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path):
@@ -84,9 +109,10 @@ def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path):
          "--no-fid"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    scores = json.loads((tmp_path / "scores.json").read_text())
-    assert set(scores["scores"]) == {"1", "2"} and "FT" in scores["scores"]["2"]
-    assert "| SynthHeads | FT |" in (tmp_path / "table.md").read_text()
+    scores = json.loads((tmp_path / "scores.json").read_text())["scores"]
+    assert set(scores) == {"same-video", "pose-distant"}
+    assert set(scores["pose-distant"]) == {"1", "2"} and "FT" in scores["pose-distant"]["2"]
+    assert "| SynthHeads, pose-distant targets | FT |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "scores.png").stat().st_size > 1000
     bad = subprocess.run([sys.executable, "-m", "fewshot_th", "evaluate", "--pretrained",
                           "no-such-model", "--out", str(tmp_path / "x")],
@@ -102,11 +128,14 @@ def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(ch
     torch.manual_seed(0)
     torch.save(FIDInception().state_dict(), weights)
     command = [sys.executable, "-m", "fewshot_th", "evaluate", "--checkpoint",
-               str(checkpoint[0]), "--identities", "2", "--k", "1", "--modes", "ff"]
+               str(checkpoint[0]), "--identities", "2", "--k", "1", "--modes", "ff",
+               "--targets", "same-video"]
     with_fid = subprocess.run(command + ["--out", str(tmp_path / "a"), "--fid-weights",
                                          str(weights)], capture_output=True, text=True)
     assert with_fid.returncode == 0, with_fid.stderr
-    scores = json.loads((tmp_path / "a" / "scores.json").read_text())["scores"]["1"]
+    scores = json.loads((tmp_path / "a" / "scores.json").read_text())["scores"]
+    assert list(scores) == ["same-video"]
+    scores = scores["same-video"]["1"]
     assert scores["FF"]["fid"] > 0 and "| FID (lower) |" in (tmp_path / "a" / "table.md"
                                                              ).read_text()
     env = {**os.environ, "FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "empty")}
@@ -117,16 +146,37 @@ def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(ch
 
 
 def test_the_stored_evaluation_of_the_shipped_model_shows_the_papers_main_trends():
+    import numpy as np
+
     from fewshot_th.pretrained import ASSETS
 
     stored = json.loads((ASSETS / "synthheads-cpu-evaluation.json").read_text())
     assert stored["model"] == "shipped model synthheads-cpu" and stored["identities"] == 20
     scores = stored["scores"]
-    assert set(scores) == {"1", "8", "32"}
-    assert scores["32"]["FT"]["ssim"] > scores["32"]["FF"]["ssim"]  # FT beats FF at K = 32
-    for mode in ("FF", "FT"):  # SSIM improves from K = 1 to K = 32 in both modes
-        assert scores["32"][mode]["ssim"] > scores["1"][mode]["ssim"]
+    assert set(scores) == {"same-video", "pose-distant"}
+    for by_k in scores.values():
+        assert set(by_k) == {"1", "8", "32"}
+        assert by_k["32"]["FT"]["ssim"] > by_k["32"]["FF"]["ssim"]  # FT beats FF at K = 32
+    # Where copying cannot work, both modes beat both ways of copying at every K.
+    far = scores["pose-distant"]
+    for by_method in far.values():
+        for mode in ("FF", "FT"):
+            for baseline in ("mean of sources", "nearest-landmark source"):
+                assert by_method[mode]["ssim"] > by_method[baseline]["ssim"] + 0.1
+    # Fine-tuning uses more shots: paired over the 20 people, its SSIM gain from K = 1 to
+    # K = 32 (same-video) and to K = 8 (pose-distant) is above three standard errors, and on
+    # pose-distant targets its error on the one-sided details falls as K grows.
+    def paired_gain(by_k, k):
+        gain = np.subtract(by_k[k]["FT"]["ssim_by_identity"], by_k["1"]["FT"]["ssim_by_identity"])
+        return gain.mean(), gain.std(ddof=1) / np.sqrt(len(gain))
+
+    for by_k, k in ((scores["same-video"], "32"), (far, "8")):
+        mean, error = paired_gain(by_k, k)
+        assert mean > 3 * error
+    assert far["1"]["FT"]["detail_l1"] > far["8"]["FT"]["detail_l1"] > far["32"]["FT"]["detail_l1"]
     # the FF numbers are the ones stored with the model itself (chapter 6's table)
     shipped = fewshot_th.load_pretrained("synthheads-cpu").info["scores"]
-    for k in ("1", "8", "32"):
-        assert scores[k]["FF"]["ssim"] == pytest.approx(shipped[k]["model"]["ssim"], abs=1e-6)
+    for kind, by_k in scores.items():
+        for k in ("1", "8", "32"):
+            assert by_k[k]["FF"]["ssim"] == pytest.approx(shipped[kind][k]["model"]["ssim"],
+                                                          abs=1e-6)

@@ -63,9 +63,13 @@ def test_the_shipped_model_loads_in_eval_mode_and_keeps_unseen_identities():
     info = model.info
     for key in ("step", "training_minutes", "machine", "command", "scores", "train_config"):
         assert key in info, key
-    assert info["scores"]["8"]["model"]["retrieval"] >= 0.9
+    assert info["scores"]["same-video"]["8"]["model"]["retrieval"] >= 0.95
     # The stored scores are the model's own: re-score 4 test identities at K = 8 here.
     torch.manual_seed(0)
-    scores = evaluate_feed_forward(model, identities=4, k_values=(8,))[8]
-    assert scores["model"]["retrieval"] >= 0.9
-    assert scores["model"]["ssim"] > 0.6 and scores["model"]["l1"] < 0.08
+    scores = evaluate_feed_forward(model, identities=4, k_values=(8,))
+    same, far = scores["same-video"][8], scores["pose-distant"][8]
+    assert same["model"]["retrieval"] >= 0.9
+    assert same["model"]["ssim"] > 0.65 and same["model"]["l1"] < 0.08
+    # Where copying cannot work (pose-distant targets) the model beats both ways of copying.
+    for baseline in ("mean of sources", "nearest-landmark source"):
+        assert far["model"]["ssim"] > far[baseline]["ssim"] + 0.05, baseline

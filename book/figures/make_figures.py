@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 RUNS = HERE.parent.parent / "bench" / "data" / "time_to_quality"
 GPU_RECIPES = {"control": "λ_MCH = 80 (the first recipe)", "lrw": "λ_MCH = 80, W at lr 1e-2",
                "mch8": "λ_MCH = 8", "nomch": "λ_MCH = 0",
-               "mch8-b32": "λ_MCH = 8, batch 32, lr 4e-4 (shipped)"}
+               "mch8-b32": "λ_MCH = 8, batch 32, lr 4e-4 (the `cpu` profile)"}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -26,28 +26,33 @@ def _rows(path: Path) -> list[dict]:
 
 def time_to_quality_figure(path: Path) -> None:
     """SSIM (K = 8, held-out identities) against training minutes: the recipes on a GPU
-    (bench/gpu_sweep.sh) and the `cpu` profile on 2 CPU cores (bench/time_to_quality.py)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    (bench/gpu_sweep.sh, SynthHeads before its one-sided details) and the `cpu` profile on 2
+    CPU cores (bench/time_to_quality.py), same-video and pose-distant targets."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for i, (name, label) in enumerate(GPU_RECIPES.items()):
         rows = _rows(RUNS / f"gpu-h200-{name}.jsonl")
         axes[0].plot([r["minutes"] for r in rows],
                      [r["scores"]["8"]["model"]["ssim"] for r in rows], marker="o", ms=3,
                      color=f"C{i}", label=label)
-    axes[0].set_title("five recipes side by side on one GPU", fontsize=10)
-    cpu = RUNS / "cpu-2cores-cpu-profile.jsonl"
-    if cpu.exists():
-        rows = _rows(cpu)
-        axes[1].plot([r["minutes"] for r in rows],
-                     [r["scores"]["8"]["model"]["ssim"] for r in rows], marker="o",
-                     color="C4", label="`cpu` profile (batch 32, λ_MCH = 8)")
-    axes[1].set_title("the `cpu` profile on 2 CPU cores", fontsize=10)
     last = _rows(RUNS / "gpu-h200-mch8-b32.jsonl")[-1]["scores"]["8"]
-    for ax in axes:
+    for name, style in (("nearest-landmark source", ":"), ("mean of sources", "--")):
+        axes[0].axhline(last[name]["ssim"], color="grey", ls=style, lw=1,
+                        label=f"copying: {name}")
+    axes[0].set_title("five recipes side by side on one GPU\n(same-video targets, "
+                      "SynthHeads before its one-sided details)", fontsize=9)
+    rows = _rows(RUNS / "cpu-2cores-cpu-profile.jsonl")
+    for kind, colour in (("same-video", "C4"), ("pose-distant", "C3")):
+        axes[1].plot([r["minutes"] for r in rows],
+                     [r["scores"][kind]["8"]["model"]["ssim"] for r in rows], marker="o",
+                     color=colour, label=f"`cpu` profile, {kind} targets")
+        final = rows[-1]["scores"][kind]["8"]
         for name, style in (("nearest-landmark source", ":"), ("mean of sources", "--")):
-            ax.axhline(last[name]["ssim"], color="grey", ls=style, lw=1,
-                       label=f"copying: {name}")
+            axes[1].axhline(final[name]["ssim"], color=colour, ls=style, lw=1, alpha=0.7,
+                            label=f"copying ({kind}): {name}")
+    axes[1].set_title("the `cpu` profile on 2 CPU cores\n(the shipped model's run)", fontsize=9)
+    for ax in axes:
         ax.set_xlabel("minutes of training")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6.5, loc="lower right")
     axes[0].set_ylabel("SSIM, K = 8, unseen people")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
