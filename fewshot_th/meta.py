@@ -173,10 +173,11 @@ def fast_bfloat16(device: str | torch.device) -> bool:
         return True
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    # oneDNN also runs bfloat16 on plain AVX512, emulated and slower than float32: ask for the
+    # instructions themselves (private helpers of torch.cpu; absent means no).
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported",
+                                                          "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
 
 
 def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimizer,

@@ -215,12 +215,16 @@ def test_the_match_loss_ramps_in_linearly(videos):
     assert after["mch"] == pytest.approx(later["mch"], rel=1e-4)
 
 
-def test_bfloat16_autocast_runs_where_the_cpu_has_it_and_stays_close_to_float32(videos,
-                                                                               tmp_path):
+def test_bfloat16_autocast_runs_where_the_cpu_has_it_and_stays_close_to_float32(
+        videos, tmp_path, monkeypatch):
     from fewshot_th.meta import fast_bfloat16
     from fewshot_th.nn.blocks import SNConv2d
 
     assert fast_bfloat16("cuda") and not fast_bfloat16("meta")
+    with monkeypatch.context() as patch:  # a CPU without AVX512-BF16 or AMX: float32
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            patch.setattr(torch.cpu, name, lambda: False, raising=False)
+        assert not fast_bfloat16("cpu")
     # Spectral norm's σ stays float32 under autocast (a bfloat16 σ is off by up to 1%).
     layer = SNConv2d(4, 8, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
