@@ -274,7 +274,7 @@ class Trainer:
         self.checkpoint_every, self.sample_every, self.keep = checkpoint_every, sample_every, keep
         self.device = torch.device(device)
         self.num_workers = num_workers
-        self.mixed_precision = mixed_precision
+        self.bfloat16 = mixed_precision and fast_bfloat16(self.device)  # decided once
         model.to(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -298,7 +298,7 @@ class Trainer:
         self.world_size = dist.get_world_size() if distributed else 1
 
     def _autocast(self):
-        if self.mixed_precision and fast_bfloat16(self.device):
+        if self.bfloat16:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

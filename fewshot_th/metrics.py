@@ -160,14 +160,14 @@ def _episodes(test, identity: int, kind: str, k: int, rng, num_targets: int):
     """Source poses (K) and target poses of one test identity for one kind of target."""
     from .data.synthetic import distant_poses
 
+    half = test.frames_per_video // 2  # the pool the K sources are drawn from
     if kind == "same-video":
-        half = test.frames_per_video // 2
         sources = np.sort(rng.choice(half, k, replace=False))
         targets = np.sort(np.random.default_rng([test.seed, identity]).choice(
             np.arange(half, test.frames_per_video), num_targets, replace=False))
         return test.pose(identity, sources), test.pose(identity, targets)
-    source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, 32, num_targets)
-    return source_pose[np.sort(rng.choice(32, k, replace=False))], target_pose
+    source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, half, num_targets)
+    return source_pose[np.sort(rng.choice(half, k, replace=False))], target_pose
 
 
 def evaluate_few_shot(model, identities: int = 20, seed: int = 0,

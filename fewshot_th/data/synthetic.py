@@ -106,8 +106,9 @@ def distant_poses(seed: int, num_sources: int, num_targets: int) -> tuple[Pose, 
     [-28, 28] degrees, so that some of the sources show each side of the head (and its
     one-sided details). The targets speak (mouth open), raise their brows, look up with the
     head tilted the other way, sit right of centre and larger, and are turned 18-30 degrees to
-    one side. Every field except yaw is outside the sources' range; all stay within the
-    ranges of the training videos. A pure function of ``seed``.
+    one side. Pitch, roll, position, scale, mouth and brows of every target are outside the
+    sources' ranges; all stay within the ranges of the training videos. A pure function of
+    ``seed``.
     """
     rng = np.random.default_rng([seed, 0xD157])
     u = rng.uniform
