@@ -80,6 +80,32 @@ def test_resume_continues_exactly(videos, tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
 
 
+def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path / "a")
+    trainer.run(2, progress=False)
+    original = trainer.save()
+    parts = ckpt.pack_checkpoint(original, tmp_path / "parts", max_mib=12)
+    assert len(parts) > 1
+    assert all(p.stat().st_size <= 12 * 2**20 for p in parts)
+    joined = ckpt.unpack_checkpoint(tmp_path / "parts", tmp_path / "b")
+    (a, meta_a), (b, meta_b) = ckpt.load_checkpoint(original), ckpt.load_checkpoint(joined)
+    assert meta_a == meta_b and a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        if name.endswith((".exp_avg", ".exp_avg_sq")):  # bfloat16 on the way: 8 bits
+            assert torch.allclose(a[name], b[name], rtol=2**-8, atol=0), name
+        else:  # weights, step counters and random states: exact
+            assert torch.equal(a[name], b[name]), name
+    resumed = _trainer(videos, tmp_path / "b")
+    assert resumed.load() == 2
+    resumed.run(3, progress=False)
+    assert resumed.step == 3
+    with pytest.raises(FileNotFoundError, match="no packed checkpoint"):
+        ckpt.unpack_checkpoint(tmp_path / "a", tmp_path / "c")
+    with pytest.raises(ValueError, match="max_mib"):
+        ckpt.pack_checkpoint(original, tmp_path / "tiny", max_mib=1)
+
+
 def test_checkpoints_keep_the_last_n_and_a_failed_save_keeps_the_last_good(
         videos, tmp_path, monkeypatch):
     trainer = _trainer(videos, tmp_path, checkpoint_every=1, keep=2)
