@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from fewshot_th.metrics import evaluate_feed_forward
@@ -39,12 +40,22 @@ def main() -> None:
           f"(same-video: second half of the video, K sources from the first half; "
           f"pose-distant: see fewshot_th.data.distant_poses); chance retrieval "
           f"{1 / args.identities:.2f}")
-    print(f"{'targets':13s} {'K':>3} {'method':26s} {'SSIM':>6} {'L1':>6} {'retrieval':>9}")
+    print(f"{'targets':13s} {'K':>3} {'method':26s} {'SSIM':>6} {'L1':>6} {'details':>7} "
+          f"{'retrieval':>9}")
     for kind, by_k in results.items():
         for k, by_method in by_k.items():
             for name, m in by_method.items():
                 print(f"{kind:13s} {k:>3} {name:26s} {m['ssim']:6.3f} {m['l1']:6.3f} "
-                      f"{m['retrieval']:9.2f}")
+                      f"{m['detail_l1']:7.3f} {m['retrieval']:9.2f}")
+    print("details: L1 on the pixels of the one-sided details (hair streak, earring, mark)")
+    for kind, by_k in results.items():  # paired over identities: do more shots help?
+        low, high = min(by_k), max(by_k)
+        gain = np.subtract(by_k[high]["model"]["ssim_by_identity"],
+                           by_k[low]["model"]["ssim_by_identity"])
+        print(f"{kind}: model SSIM K = {low} -> {high}: {gain.mean():+.4f} "
+              f"± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f} (standard error), better for "
+              f"{int((gain > 0).sum())} of {len(gain)} identities; detail L1 "
+              f"{by_k[low]['model']['detail_l1']:.3f} -> {by_k[high]['model']['detail_l1']:.3f}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 __all__ = ["ssim", "psnr", "l1", "identity_retrieval", "evaluate_feed_forward",
            "evaluate_few_shot", "scores_table", "by_target_kind", "TARGET_KINDS",
-           "PAPER_TABLE1", "frechet_distance", "feature_statistics"]
+           "PAPER_TABLE1", "frechet_distance", "feature_statistics", "embedding_detail_gap"]
 
 # Table 1 of the paper, VoxCeleb2, K = 1 / 8 / 32 (``shared/PAPER.md``: FID confirmed by a
 # public leaderboard, the rest unverified). For trends, not for values: other data, 256 px.
@@ -332,3 +332,70 @@ def scores_table(results: dict) -> str:
         cells = [paper_cells.get(m, "-") for m, _, _ in metrics]
         lines.append(f"| VoxCeleb2 (paper) | Ours-{method} | 1 / 8 / 32 | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def embedding_detail_gap(model, identities: int = 20, seed: int = 0, k: int = 32) -> dict:
+    """Does the embedder see the one-sided details?
+
+    For each SynthHeads test identity, ê is computed twice from the same K frames of its calm
+    clip (the pose-distant sources, ``fewshot_th.data.distant_poses``): once as rendered, once
+    with its details (hair streak, earring, cheek mark) removed. If E encoded the details, the
+    two would differ about as much as the details differ between people; if they are nearly
+    equal, no number of shots can help feed-forward G draw a detail, since ê is all G knows.
+
+    Returns ``{"detail_gap", "people_gap", "ratio", "pixel_ratio", "drawn_change"}``: the
+    median distance between the two ê of one person, the median distance between different
+    people's ê, their ratio; the same ratio for the plainest embedding that sees every pixel
+    (the mean of the K frames), for scale; and how much G's frames change on the details'
+    pixels (mean absolute difference, pixel values in [0, 1]) when the pose-distant targets
+    are drawn from either ê.
+    """
+    from .data import SynthHeads
+    from .data.synthetic import ONE_SIDED_DETAILS, distant_poses
+    from .landmarks import draw_landmarks
+
+    if isinstance(identities, bool) or not isinstance(identities, int) or identities < 2:
+        raise ValueError(f"need at least 2 identities to compare people, got {identities!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 32:
+        raise ValueError(f"k must be an integer from 1 to 32 (the calm clip's frames), "
+                         f"got {k!r}")
+    model.eval()
+    size = model.config.image_size
+    device = next(model.generator.parameters()).device
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=64, size=size, seed=seed)
+    plain = {name: 0.0 for name in ONE_SIDED_DETAILS}
+    with_details, without, changes, pixels_with, pixels_without = [], [], [], [], []
+    for identity in range(identities):
+        source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, 32, 8)
+        source_pose = source_pose[:k]
+        frames, points = test.render(identity, source_pose, True)
+        bare = test._render(identity, source_pose, False, plain)
+        _, target_points = test.render(identity, target_pose, True)
+        images = draw_landmarks(points, size).to(device)
+        targets = draw_landmarks(target_points, size).to(device)
+        with torch.no_grad():
+            _, e1 = model.embedder(frames[None].to(device), images[None])
+            _, e0 = model.embedder(bare[None].to(device), images[None])
+            change = (model.generator(targets, e1.expand(len(targets), -1))
+                      - model.generator(targets, e0.expand(len(targets), -1))).abs().mean(1)
+        mask = test.detail_mask(identity, target_pose).to(device)
+        if mask.any():
+            changes.append(float(change[mask].mean()))
+        with_details.append(e1[0].float().cpu())
+        without.append(e0[0].float().cpu())
+        pixels_with.append(frames.mean(0).flatten())
+        pixels_without.append(bare.mean(0).flatten())
+
+    def gaps(first, second):
+        first, second = torch.stack(first), torch.stack(second)
+        own = float((first - second).norm(dim=1).median())
+        others = ~torch.eye(identities, dtype=torch.bool)
+        return own, float(torch.cdist(first, first)[others].median())
+
+    detail_gap, people_gap = gaps(with_details, without)
+    pixel_detail_gap, pixel_people_gap = gaps(pixels_with, pixels_without)
+    return {"detail_gap": detail_gap, "people_gap": people_gap,
+            "ratio": detail_gap / max(people_gap, 1e-12),
+            "pixel_ratio": pixel_detail_gap / max(pixel_people_gap, 1e-12),
+            "drawn_change": float(np.mean(changes)) if changes else float("nan")}

@@ -12,7 +12,13 @@ from fewshot_th.config import tiny, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, Trainer
-from fewshot_th.metrics import PAPER_TABLE1, evaluate_feed_forward, evaluate_few_shot, scores_table
+from fewshot_th.metrics import (
+    PAPER_TABLE1,
+    embedding_detail_gap,
+    evaluate_feed_forward,
+    evaluate_few_shot,
+    scores_table,
+)
 from fewshot_th.plot import scores_against_k
 from fewshot_th.pretrained import load_trained
 
@@ -77,6 +83,41 @@ def test_bad_evaluation_arguments_are_refused(checkpoint):
         evaluate_few_shot(model, identities=2, modes=("fine",))
     with pytest.raises(ValueError, match="targets"):
         evaluate_few_shot(model, identities=2, targets="pose-distant")
+
+
+class _LinearEmbedder(torch.nn.Module):
+    """e = a fixed linear map of the frame's pixels (scale 0: the same e for every frame)."""
+
+    def __init__(self, size: int, dim: int, scale: float = 1.0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.register_buffer("map", torch.randn(3 * size * size, dim, generator=generator)
+                             * scale / dim ** 0.5)
+
+    def forward(self, frames, landmarks):
+        e = frames.flatten(2) @ self.map + 1.0
+        return e, e.mean(1)
+
+
+def test_the_detail_gap_tells_an_embedder_that_sees_the_details_from_one_that_does_not(
+        checkpoint):
+    model = load_trained(checkpoint[0])
+    size, dim = model.config.image_size, model.config.embedding_size
+    model.embedder = _LinearEmbedder(size, dim)  # keeps (almost) every pixel's information
+    seeing = embedding_detail_gap(model, identities=4, k=8)
+    # A random linear map keeps distances roughly: ê's gap ratio is the pixels' ratio.
+    assert seeing["pixel_ratio"] > 0.005
+    assert 0.5 < seeing["ratio"] / seeing["pixel_ratio"] < 2
+    assert seeing["drawn_change"] > 0
+    model.embedder = _LinearEmbedder(size, dim, scale=0.0)  # blind: ê is a constant
+    blind = embedding_detail_gap(model, identities=4, k=8)
+    assert blind["detail_gap"] == blind["people_gap"] == blind["ratio"] == 0
+    assert blind["drawn_change"] == 0
+    assert blind["pixel_ratio"] == pytest.approx(seeing["pixel_ratio"])  # same frames
+    with pytest.raises(ValueError, match="identities"):
+        embedding_detail_gap(model, identities=1)
+    with pytest.raises(ValueError, match="k must"):
+        embedding_detail_gap(model, identities=2, k=0)
 
 
 def test_the_table_and_the_plot_show_every_method_and_the_papers_rows():
