@@ -21,12 +21,12 @@ mkdir -p "$out" "$run"
 nvidia-smi -L || true
 python3 -c "import torch, numba; print('torch', torch.__version__, 'numba', numba.__version__)"
 resume=--resume
-if [ "$parts" = none ]; then  # a fresh run: the first leg starts at step 0
+if [ "$parts" = none ]; then  # a fresh run from step 0
     resume=""
 else
     python3 bench/checkpoint_parts.py unpack "$parts" "$run" || exit 1
 fi
-leg() {
+train() {
     # OMP_NUM_THREADS=1: the data workers share the cores; the step itself runs on the GPU
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=1 python3 -m fewshot_th train --profile cpu --out "$run" $resume \
@@ -40,7 +40,7 @@ score() {
     python3 bench/pretrained_quality.py --checkpoint "$2" > "$run/quality-$1.txt" 2>&1
     cat "$run/quality-$1.txt"
 }
-leg "$@"
+train "$@"
 last=$(newest)
 [ "$scores" = 1 ] && score final "$last"
 if [ "$final" = model ]; then

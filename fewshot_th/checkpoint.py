@@ -167,4 +167,5 @@ def unpack_checkpoint(parts: str | os.PathLike, directory: str | os.PathLike) ->
             tensors[name] = tensor.float() if name.endswith(_MOMENTS) else tensor
     meta = json.loads((parts / "checkpoint.json").read_text())
     step = meta.pop("step")
+    # keep every checkpoint already in ``directory``: unpacking must not delete any
     return save_checkpoint(directory, step, tensors, meta, keep=1_000_000)

@@ -156,17 +156,24 @@ def _identity_net_for(image_size: int):
     return net if net.image_size == image_size else None
 
 
-def _episodes(test, identity: int, kind: str, k: int, rng, num_targets: int):
-    """Source poses (K) and target poses of one test identity for one kind of target."""
+def _calm_and_distant(test, identity: int, num_targets: int):
+    """A test identity's calm clip (half a video's poses, where pose-distant sources come
+    from) and its ``num_targets`` pose-distant target poses."""
     from .data.synthetic import distant_poses
 
+    return distant_poses(test.seed * 10_007 + identity, test.frames_per_video // 2,
+                         num_targets)
+
+
+def _episodes(test, identity: int, kind: str, k: int, rng, num_targets: int):
+    """Source poses (K) and target poses of one test identity for one kind of target."""
     half = test.frames_per_video // 2  # the pool the K sources are drawn from
     if kind == "same-video":
         sources = np.sort(rng.choice(half, k, replace=False))
         targets = np.sort(np.random.default_rng([test.seed, identity]).choice(
             np.arange(half, test.frames_per_video), num_targets, replace=False))
         return test.pose(identity, sources), test.pose(identity, targets)
-    source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, half, num_targets)
+    source_pose, target_pose = _calm_and_distant(test, identity, num_targets)
     return source_pose[np.sort(rng.choice(half, k, replace=False))], target_pose
 
 
@@ -351,7 +358,6 @@ def embedding_detail_gap(model, identities: int = 20, seed: int = 0, k: int = 32
     are drawn from either ê.
     """
     from .data import SynthHeads
-    from .data.synthetic import ONE_SIDED_DETAILS, distant_poses
     from .landmarks import draw_landmarks
 
     if isinstance(identities, bool) or not isinstance(identities, int) or identities < 2:
@@ -364,13 +370,12 @@ def embedding_detail_gap(model, identities: int = 20, seed: int = 0, k: int = 32
     device = next(model.generator.parameters()).device
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
                       frames_per_video=64, size=size, seed=seed)
-    plain = {name: 0.0 for name in ONE_SIDED_DETAILS}
     with_details, without, changes, pixels_with, pixels_without = [], [], [], [], []
     for identity in range(identities):
-        source_pose, target_pose = distant_poses(test.seed * 10_007 + identity, 32, 8)
+        source_pose, target_pose = _calm_and_distant(test, identity, 8)
         source_pose = source_pose[:k]
         frames, points = test.render(identity, source_pose, True)
-        bare = test._render(identity, source_pose, False, plain)
+        bare = test.render(identity, source_pose, without_details=True)
         _, target_points = test.render(identity, target_pose, True)
         images = draw_landmarks(points, size).to(device)
         targets = draw_landmarks(target_points, size).to(device)

@@ -211,6 +211,9 @@ def test_one_sided_details_show_only_when_their_side_turns_to_the_camera(detail,
         assert mask.shape == (2, SIZE, SIZE)
         assert mask[0].sum() >= min_pixels, "visible when its side faces the camera"
         assert not mask[1].any(), "hidden when it faces away"
+        plain = ds.render(identity, pose, without_details=True)
+        assert torch.equal(plain[1], ds.render(identity, pose)[1])  # nothing to remove
+        assert not torch.equal(plain[0], ds.render(identity, pose)[0])
     without = [i for i in range(80) if all(ds.attributes(i)[d] == 0
                                            for d in ONE_SIDED_DETAILS)]
     assert without and not ds.detail_mask(without[0], Pose(yaw=np.float32([-25, 25]))).any()

@@ -348,13 +348,16 @@ class SynthHeads(torch.utils.data.Dataset):
                              f"got {frame_indices!r}")
         return frames
 
-    def render(self, identity: int, pose: Pose, return_landmarks: bool = False):
+    def render(self, identity: int, pose: Pose, return_landmarks: bool = False, *,
+               without_details: bool = False):
         """The true image of ``identity`` in ``pose`` (any pose, also other videos' poses).
 
         Returns ``(3, H, W)`` for a pose of scalars, ``(N, 3, H, W)`` for a pose of arrays;
-        with ``return_landmarks`` also the ``(..., 68, 2)`` landmarks.
+        with ``return_landmarks`` also the ``(..., 68, 2)`` landmarks. ``without_details``
+        draws the person without their one-sided details (``ONE_SIDED_DETAILS``).
         """
-        return self._render(identity, pose, return_landmarks, {})
+        overrides = {k: 0.0 for k in ONE_SIDED_DETAILS} if without_details else {}
+        return self._render(identity, pose, return_landmarks, overrides)
 
     def _render(self, identity, pose, return_landmarks: bool, overrides: dict):
         if not isinstance(pose, Pose):
@@ -376,7 +379,7 @@ class SynthHeads(torch.utils.data.Dataset):
         ``pose``: a boolean ``(N, H, W)`` (or ``(H, W)`` for a pose of scalars), true where the
         frame differs by more than ``threshold`` from the same frame drawn without them."""
         frames = self.render(identity, pose)
-        plain = self._render(identity, pose, False, {k: 0.0 for k in ONE_SIDED_DETAILS})
+        plain = self.render(identity, pose, without_details=True)
         return (frames - plain).abs().amax(dim=-3) > threshold
 
     def get_frames(self, index: int, frame_indices=None) -> tuple[torch.Tensor, torch.Tensor]:
