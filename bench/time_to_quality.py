@@ -17,7 +17,6 @@ Recipes differ by ``--set NAME=VALUE`` (a ``TrainConfig`` field) and ``--model N
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from fewshot_th.config import profile, seed_everything, training  # noqa: E402
+from fewshot_th.config import profile, seed_everything, training, with_assignments  # noqa: E402
 from fewshot_th.data import SynthHeads  # noqa: E402
 from fewshot_th.losses import content_loss_from  # noqa: E402
 from fewshot_th.meta import TalkingHeadModel, Trainer  # noqa: E402
@@ -37,19 +36,6 @@ from fewshot_th.metrics import evaluate_feed_forward  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
-
-
-def _assignments(pairs: list[str], what: str) -> dict:
-    changes = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"{what} takes NAME=VALUE, got {pair!r}")
-        try:
-            changes[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            changes[name] = text
-    return changes
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -96,8 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0)
     args = parser.parse_args(argv)
 
-    config = profile(args.profile).with_changes(**_assignments(args.model, "--model"))
-    train = training(args.profile).with_changes(**_assignments(args.set, "--set"))
+    try:
+        config = with_assignments(profile(args.profile), args.model)
+        train = with_assignments(training(args.profile), args.set)
+    except ValueError as error:
+        raise SystemExit(f"time_to_quality.py: {error}") from None
     seed_everything(args.seed)
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True

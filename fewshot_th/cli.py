@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .config import PROFILES, profile, training
+from .config import PROFILES, profile, training, with_assignments
 
 
 def _start_distributed(args: argparse.Namespace) -> bool:
@@ -51,7 +51,12 @@ def _train_here(args: argparse.Namespace) -> int:
     from .losses import FeatureWeightsMissing, content_loss_from
     from .meta import TalkingHeadModel, Trainer, TrainingDiverged
 
-    config, train = profile(args.profile), training(args.profile)
+    try:
+        config = with_assignments(profile(args.profile), args.model)
+        train = with_assignments(training(args.profile), args.set)
+    except ValueError as error:
+        print(f"fewshot-th train: {error}", file=sys.stderr)
+        return 2
     if args.content:
         terms = dict(train.content)
         train = train.with_changes(content=tuple(
@@ -73,7 +78,11 @@ def _train_here(args: argparse.Namespace) -> int:
                       device=args.device, num_workers=args.workers,
                       mixed_precision=not args.fp32)
     if args.resume:
-        step = trainer.load()
+        try:
+            step = trainer.load()
+        except (FileNotFoundError, ValueError) as error:
+            print(f"fewshot-th train: cannot resume: {error}", file=sys.stderr)
+            return 2
         print(f"resumed {args.out} at step {step}")
     try:
         trainer.run(args.steps, max_seconds=args.minutes * 60 if args.minutes else None)
@@ -167,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--sample-every", type=int, default=250)
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--device", default="cpu")
+    train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="change a TrainConfig field of the profile, e.g. w_losses=dsc+mch "
+                            "(repeatable)")
+    train.add_argument("--model", action="append", default=[], metavar="NAME=VALUE",
+                       help="change a ModelConfig field of the profile, e.g. zero_bias_init=True "
+                            "(repeatable)")
     train.add_argument("--fp32", action="store_true",
                        help="float32 throughout (default: bfloat16 autocast where the device "
                             "has native bfloat16)")

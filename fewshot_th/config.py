@@ -8,6 +8,7 @@ where and why it departs from them.
 
 from __future__ import annotations
 
+import ast
 import os
 import random
 from dataclasses import asdict, dataclass, replace
@@ -16,6 +17,31 @@ import numpy as np
 import torch
 
 PROFILES = ("tiny", "cpu", "paper")
+W_LOSSES = ("dsc+mch+adv", "dsc+mch")
+
+
+def with_assignments(config, pairs: list[str]):
+    """``config`` (a ``ModelConfig`` or ``TrainConfig``) with ``NAME=VALUE`` changes, as the
+    command line gives them: ``lr_eg=5e-4``, ``zero_bias_init=True``, ``w_losses=dsc+mch``
+    (a Python literal, or else the text itself). Unknown names and bad values raise one
+    ``ValueError`` that says which."""
+    kind = type(config).__name__
+    changes = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{kind} changes take NAME=VALUE, got {pair!r}")
+        if name not in config.__dataclass_fields__:
+            raise ValueError(f"{kind} has no field {name!r}; its fields: "
+                             f"{', '.join(config.__dataclass_fields__)}")
+        try:
+            changes[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[name] = text
+    try:
+        return config.with_changes(**changes)
+    except TypeError as error:  # e.g. a comparison of a text with a number
+        raise ValueError(f"{kind} changes {pairs}: {error}") from None
 
 
 def _from_json(cls, values: dict) -> dict:
@@ -56,6 +82,11 @@ class ModelConfig:
     generator_max_channels: int | None = None
     spectral_norm: bool = True  # on every conv and linear layer of E, G and D
     adain_eps: float = 1e-5  # AdaIN divides by sqrt(var + eps): never by a bare sqrt(var)
+    # Spectrally normalised layers start with zero biases, as SNGAN's and BigGAN's code do.
+    # False (the shipped models): torch's random biases, which spectral normalisation leaves
+    # alone while it scales the weights down, so they dominate D's features and D hardly
+    # tells a face from a grey image (bench/RESULTS.md, "Why feed-forward gains nothing").
+    zero_bias_init: bool = False
 
     def __post_init__(self):
         for name in ("image_size", "min_channels", "max_channels", "embedding_size",
@@ -167,10 +198,18 @@ class TrainConfig:
     # a CPU budget (a random W_i pulled ê to zero through L_MCH within 100 steps):
     init_w_from_e_hat: bool = False  # set W_i := ê_i the first time video i is seen
     mch_warmup_steps: int = 0  # ramp λ_MCH linearly from 0 over these steps
+    # What W, D's matrix of per-video vectors, learns from. "dsc+mch": only from L_DSC (as
+    # all of D) and L_MCH. "dsc+mch+adv" (the shipped models): W was also among the inputs
+    # of E's and G's backward pass, so L_ADV's -D(x̂) reached W and cancelled what L_DSC
+    # teaches it about generated frames (bench/RESULTS.md, "Why feed-forward gains nothing").
+    w_losses: str = "dsc+mch+adv"
 
     def __post_init__(self):
         if self.mch_warmup_steps < 0:
             raise ValueError("TrainConfig.mch_warmup_steps must be >= 0")
+        if self.w_losses not in W_LOSSES:
+            raise ValueError(f"TrainConfig.w_losses must be one of {W_LOSSES}, "
+                             f"got {self.w_losses!r}")
         for name in ("k", "batch_size", "d_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,7 +190,8 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     1. E embeds the K source frames of each video: ê (Eq. 1).
     2. G draws the target frame from its landmarks and ê: x̂ = G(y_t, ê) (Eq. 2).
     3. D scores the real and the generated frame with the video's column W_i (Eq. 3).
-    4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too.
+    4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too (and from L_ADV,
+       unless ``train.w_losses`` is ``"dsc+mch"``).
     5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
 
     ``step`` (the number of steps done before this one) drives the ramp of λ_MCH.
@@ -212,7 +214,14 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
         l_cnt = content_loss(x_hat.float(), x_t)  # 4
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
         ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0
-        l_mch = match_loss(W[index], e_hat, train.lambda_mch * ramp)
+        weight = train.lambda_mch * ramp
+        if train.w_losses == "dsc+mch":
+            # L_MCH in two halves of one value: one pulls ê towards W_i (for E), the other
+            # W_i towards ê (for W), so that W stays out of E's and G's backward pass.
+            l_mch = match_loss(W[index].detach(), e_hat, weight)
+            l_mch_w = match_loss(W[index], e_hat.detach(), weight)
+        else:
+            l_mch = match_loss(W[index], e_hat, weight)
         loss_eg = l_cnt + l_adv + l_mch
         loss_d = discriminator_hinge_loss(real_score, fake_score)  # 5 (first D step)
     losses = {"cnt": l_cnt.item(), "adv": l_adv.item(), "mch": l_mch.item(),
@@ -221,9 +230,13 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     if bad:
         raise TrainingDiverged(f"loss {', '.join(bad)} is not finite: {losses}")
     # D's pass on x̂ serves both sides: gradients of loss_d go to D only, those of loss_eg
-    # to E, G and W (L_MCH) only, so nothing runs twice.
+    # to E and G (and W, with train.w_losses "dsc+mch+adv") only, so nothing runs twice.
     loss_d.backward(inputs=d_params, retain_graph=True)
-    loss_eg.backward(inputs=[*eg_params, W])
+    if train.w_losses == "dsc+mch":
+        loss_eg.backward(inputs=eg_params)
+        l_mch_w.backward(inputs=[W])
+    else:
+        loss_eg.backward(inputs=[*eg_params, W])
     if parallel is not None:
         _reduce_rows(W, index, parallel.world_size)
     opt_eg.step()
@@ -327,8 +340,14 @@ class Trainer:
         if path is None:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.out}")
         tensors, meta = ckpt.load_checkpoint(path)
-        if meta["model_config"] != _jsonable(self.model.config.as_dict()):
-            raise ValueError(f"checkpoint {path} was made with another model configuration")
+        saved = ModelConfig.from_dict(meta["model_config"])  # fields added since: defaults
+        if saved != self.model.config:
+            raise ValueError(f"checkpoint {path} was made with another model configuration: "
+                             f"{_differences(saved, self.model.config)}")
+        recipe = TrainConfig.from_dict(meta.get("train_config", {}))
+        if "train_config" in meta and recipe != self.train_config:
+            warnings.warn(f"resuming {path} with another recipe than it was trained with: "
+                          f"{_differences(recipe, self.train_config)}", stacklevel=2)
         self.model.load_state_tensors(tensors)
         ckpt.unflatten_optimizer(self.opt_eg, "opt_eg", tensors, meta["opt_eg"])
         ckpt.unflatten_optimizer(self.opt_d, "opt_d", tensors, meta["opt_d"])
@@ -399,6 +418,12 @@ class Trainer:
                     log.flush()
                     self.save()
         return history
+
+
+def _differences(before, now) -> str:
+    """The fields in which two configurations differ, as ``name: before -> now``."""
+    a, b = before.as_dict(), now.as_dict()
+    return ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k])
 
 
 def _jsonable(value):

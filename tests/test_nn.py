@@ -227,6 +227,28 @@ def test_spectral_norm_is_on_every_conv_and_linear_layer_when_enabled(enabled):
         assert all(normalised) if enabled else not any(normalised)
 
 
+@pytest.mark.parametrize("zero", [True, False])
+def test_zero_bias_init_starts_every_spectrally_normalised_layer_with_zero_biases(zero):
+    config = tiny().with_changes(zero_bias_init=zero)
+    for net in (Embedder(config), Generator(config), ProjectionDiscriminator(config, 3)):
+        biases = [m.bias for m in _layers(net) if m.bias is not None]
+        assert len(biases) > 3
+        zeroed = [bool((b == 0).all()) for b in biases]
+        # without it, torch's default initialisation draws every bias at random
+        assert all(zeroed) if zero else not any(zeroed)
+
+
+def test_configs_saved_before_a_field_existed_load_with_its_default():
+    from fewshot_th.config import TrainConfig, training
+
+    old = {k: v for k, v in cpu().as_dict().items() if k != "zero_bias_init"}
+    assert ModelConfig.from_dict(old) == cpu() and not cpu().zero_bias_init
+    old = {k: v for k, v in training("cpu").as_dict().items() if k != "w_losses"}
+    assert TrainConfig.from_dict(old).w_losses == "dsc+mch+adv"
+    with pytest.raises(ValueError, match="w_losses must be one of"):
+        training("cpu").with_changes(w_losses="dsc")
+
+
 def test_spectral_norm_bounds_the_largest_singular_value_of_p():
     generator = Generator(tiny())
     generator.train()

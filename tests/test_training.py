@@ -52,6 +52,30 @@ def test_one_meta_step_updates_e_g_d_and_w_learns_from_the_match_loss(videos):
         assert not torch.equal(before[name], after[name])
 
 
+@pytest.mark.parametrize("w_losses, learns_from_adv", [("dsc+mch+adv", True),
+                                                       ("dsc+mch", False)])
+def test_w_learns_from_the_adversarial_loss_only_when_asked_to(videos, monkeypatch, w_losses,
+                                                               learns_from_adv):
+    import fewshot_th.meta
+
+    train = training("tiny").with_changes(w_losses=w_losses)
+    real_adversarial_loss = fewshot_th.meta.adversarial_loss
+
+    def w_gradient(with_adv: bool) -> torch.Tensor:
+        monkeypatch.setattr(fewshot_th.meta, "adversarial_loss", real_adversarial_loss if with_adv
+                            else lambda fake_score, *rest: 0 * fake_score.sum())
+        model, _, _ = _one_step(videos, train, step=10)
+        assert model.embedder.trunk.blocks[0].conv1.weight.grad.abs().sum() > 0
+        return model.discriminator.W.grad.clone()
+
+    with_adv, without_adv = w_gradient(True), w_gradient(False)
+    assert without_adv.abs().sum() > 0, "L_DSC moves W"
+    assert torch.allclose(with_adv, without_adv, atol=1e-6) != learns_from_adv
+    if learns_from_adv:  # D scores real and generated frames above 1 here, so L_DSC gives W
+        # only +v(x̂), which L_ADV's -v(x̂) cancels exactly (bench/RESULTS.md)
+        assert with_adv.abs().max() < 1e-3 * without_adv.abs().max()
+
+
 def test_d_steps_runs_extra_discriminator_updates(videos):
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
@@ -181,6 +205,43 @@ def test_command_line_trains_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "resumed" in second.stdout and ckpt.latest_checkpoint(tmp_path).name.endswith("2.json")
     assert (tmp_path / "samples" / "step-00000002.png").exists()
+
+
+def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_with(tmp_path):
+    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
+               str(tmp_path), "--identities", "2", "--frames", "4", "--sample-every", "0"]
+    changed = ["--set", "w_losses=dsc+mch", "--model", "zero_bias_init=True"]
+    first = subprocess.run(command + ["--steps", "1"] + changed, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path).read_text())
+    assert meta["model_config"]["zero_bias_init"] is True
+    assert meta["train_config"]["w_losses"] == "dsc+mch"
+    # resuming with another recipe is allowed, and said; with another model it is refused
+    other_recipe = subprocess.run(command + ["--steps", "2", "--resume"] + changed[2:],
+                                  capture_output=True, text=True)
+    assert other_recipe.returncode == 0, other_recipe.stderr
+    assert "another recipe" in other_recipe.stderr and "w_losses" in other_recipe.stderr
+    other_model = subprocess.run(command + ["--steps", "3", "--resume"], capture_output=True,
+                                 text=True)
+    assert other_model.returncode == 2 and "zero_bias_init: True -> False" in other_model.stderr
+    assert "Traceback" not in other_model.stderr
+    bad = subprocess.run(command + ["--steps", "1", "--set", "lr_egg=1e-3"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no field 'lr_egg'" in bad.stderr
+
+
+def test_with_assignments_reads_command_line_values_and_refuses_bad_ones():
+    from fewshot_th.config import with_assignments
+
+    changed = with_assignments(training("cpu"), ["lr_eg=5e-4", "w_losses=dsc+mch",
+                                                 "betas=(0.0, 0.9)"])
+    assert (changed.lr_eg, changed.w_losses, changed.betas) == (5e-4, "dsc+mch", (0.0, 0.9))
+    assert with_assignments(tiny(), ["zero_bias_init=True"]).zero_bias_init is True
+    for pairs, message in ((["lr_eg"], "NAME=VALUE"), (["colour=red"], "no field 'colour'"),
+                           (["w_losses=dsc"], "w_losses must be one of"),
+                           (["lr_eg=fast"], "lr_eg")):
+        with pytest.raises(ValueError, match=message):
+            with_assignments(training("cpu"), pairs)
 
 
 def test_run_stops_at_a_time_limit_and_the_command_line_saves_there(videos, tmp_path):

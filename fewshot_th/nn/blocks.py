@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SNConv2d", "SNLinear", "is_spectrally_normalized", "in_format_of", "conv", "linear",
-           "adain", "DownBlock", "ResBlock", "AdaINResBlock", "AdaINUpBlock",
+__all__ = ["SNConv2d", "SNLinear", "is_spectrally_normalized", "zero_spectral_norm_biases",
+           "in_format_of", "conv", "linear", "adain", "DownBlock", "ResBlock", "AdaINResBlock", "AdaINUpBlock",
            "SelfAttention"]
 
 
@@ -55,6 +55,15 @@ class _SpectralNorm:
     def normalized_weight(self) -> torch.Tensor:
         """W / σ(W), the weight the layer effectively applies."""
         return self.weight / self.sigma()
+
+
+def zero_spectral_norm_biases(module: nn.Module) -> None:
+    """Set the biases of every spectrally normalised layer in ``module`` to zero
+    (``ModelConfig.zero_bias_init``)."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, _SpectralNorm) and layer.bias is not None:
+                layer.bias.zero_()
 
 
 class SNConv2d(_SpectralNorm, nn.Conv2d):

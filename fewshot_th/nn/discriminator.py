@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import ResBlock
+from .blocks import ResBlock, zero_spectral_norm_biases
 from .embedder import DownTrunk, check_pair
 
 __all__ = ["ProjectionDiscriminator"]
@@ -37,6 +37,8 @@ class ProjectionDiscriminator(nn.Module):
         self.config = config
         self.trunk = DownTrunk(config, in_channels=6)
         self.bottom = ResBlock(config.embedding_size, sn=config.spectral_norm)
+        if config.zero_bias_init:
+            zero_spectral_norm_biases(self)
         self.W = nn.Parameter(torch.randn(num_videos, config.embedding_size) * 0.02)
         self.w0 = nn.Parameter(torch.zeros(config.embedding_size))
         self.b = nn.Parameter(torch.zeros(1))

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .blocks import DownBlock, SelfAttention, in_format_of
+from .blocks import DownBlock, SelfAttention, in_format_of, zero_spectral_norm_biases
 
 __all__ = ["DownTrunk", "Embedder", "check_pair"]
 
@@ -87,6 +87,8 @@ class Embedder(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = DownTrunk(config, in_channels=6)
+        if config.zero_bias_init:
+            zero_spectral_norm_biases(self)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The blocks in the order the data flows through them (for figures)."""

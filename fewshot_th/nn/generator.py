@@ -28,6 +28,7 @@ from .blocks import (
     conv,
     in_format_of,
     linear,
+    zero_spectral_norm_biases,
 )
 
 __all__ = ["Generator"]
@@ -72,6 +73,8 @@ class Generator(nn.Module):
         self._adain_sizes = sizes
         self.num_adain_params = sum(sizes)
         self.P = linear(config.embedding_size, self.num_adain_params, bias=False, sn=sn)
+        if config.zero_bias_init:
+            zero_spectral_norm_biases(self)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The blocks in the order the data flows through them (for figures)."""
