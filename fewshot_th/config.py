@@ -35,9 +35,16 @@ def with_assignments(config, pairs: list[str]):
             raise ValueError(f"{kind} has no field {name!r}; its fields: "
                              f"{', '.join(config.__dataclass_fields__)}")
         try:
-            changes[name] = ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            changes[name] = text
+            value = text
+        current = getattr(config, name)
+        if isinstance(current, bool) and not isinstance(value, bool):
+            raise ValueError(f"{kind}.{name} takes True or False, got {text!r}")
+        if (isinstance(current, (int, float)) and not isinstance(current, bool)
+                and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+            raise ValueError(f"{kind}.{name} takes a number, got {text!r}")
+        changes[name] = value
     try:
         return config.with_changes(**changes)
     except TypeError as error:  # e.g. a comparison of a text with a number

@@ -344,8 +344,8 @@ class Trainer:
         if saved != self.model.config:
             raise ValueError(f"checkpoint {path} was made with another model configuration: "
                              f"{_differences(saved, self.model.config)}")
-        recipe = TrainConfig.from_dict(meta.get("train_config", {}))
-        if "train_config" in meta and recipe != self.train_config:
+        recipe = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
+        if recipe is not None and recipe != self.train_config:
             warnings.warn(f"resuming {path} with another recipe than it was trained with: "
                           f"{_differences(recipe, self.train_config)}", stacklevel=2)
         self.model.load_state_tensors(tensors)

@@ -239,7 +239,8 @@ def test_with_assignments_reads_command_line_values_and_refuses_bad_ones():
     assert with_assignments(tiny(), ["zero_bias_init=True"]).zero_bias_init is True
     for pairs, message in ((["lr_eg"], "NAME=VALUE"), (["colour=red"], "no field 'colour'"),
                            (["w_losses=dsc"], "w_losses must be one of"),
-                           (["lr_eg=fast"], "lr_eg")):
+                           (["lr_eg=fast"], "lr_eg takes a number"),
+                           (["init_w_from_e_hat=false"], "True or False")):
         with pytest.raises(ValueError, match=message):
             with_assignments(training("cpu"), pairs)
 
