@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from fewshot_th import pretrained  # noqa: E402
 from fewshot_th.checkpoint import latest_checkpoint  # noqa: E402
-from fewshot_th.metrics import evaluate_feed_forward  # noqa: E402
+from fewshot_th.evaluation import evaluate_feed_forward  # noqa: E402
 
 from common import machine  # noqa: E402
 

@@ -20,7 +20,7 @@ import json
 import numpy as np
 import torch
 
-from fewshot_th.metrics import evaluate_feed_forward
+from fewshot_th.evaluation import evaluate_feed_forward
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 

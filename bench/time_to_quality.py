@@ -3,9 +3,12 @@
 Trains E, G and D on SynthHeads with ``fewshot_th.meta.Trainer`` for ``--minutes`` of
 wall-clock training (evaluation time not counted) and, every ``--eval-every`` minutes, scores
 the feed-forward model on SynthHeads test identities with ``evaluate_feed_forward`` (SSIM, L1,
-identity retrieval at K = 1, 8, 32, beside the two copying baselines), on same-video and on
-pose-distant targets. Writes
+identity retrieval, attribute recall, D's accuracy at K = 1, 8, 32, beside the two copying
+baselines), on same-video and on pose-distant targets. Writes
 ``<out>/quality.jsonl`` (one line per evaluation) and ``<out>/quality.png``.
+
+``--resume`` continues a run from its newest checkpoint (give ``--checkpoint-every``) up to
+``--minutes`` in all: a long run in several legs, across sessions.
 
 Recipes differ by ``--set NAME=VALUE`` (a ``TrainConfig`` field) and ``--model NAME=VALUE``
 (a ``ModelConfig`` field), for ablations:
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -30,19 +32,24 @@ import torch  # noqa: E402
 
 from fewshot_th.config import profile, seed_everything, training, with_assignments  # noqa: E402
 from fewshot_th.data import SynthHeads  # noqa: E402
+from fewshot_th.evaluation import evaluate_feed_forward  # noqa: E402
 from fewshot_th.losses import content_loss_from  # noqa: E402
 from fewshot_th.meta import TalkingHeadModel, Trainer  # noqa: E402
-from fewshot_th.metrics import evaluate_feed_forward  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
+RECALL_SHOWN = ("mouth open", "glasses", "hair", "skin", "streak")
+
 
 def plot(rows: list[dict], path: Path) -> None:
     """SSIM and retrieval against training minutes, K = 1, 8, 32, with the copying baselines,
-    one row of panels per kind of target (same-video, pose-distant)."""
+    and attribute recall at K = 8 with D's accuracy, one row of panels per kind of target
+    (same-video, pose-distant)."""
     kinds = list(rows[-1]["scores"])
-    fig, axes = plt.subplots(len(kinds), 2, figsize=(10, 3.4 * len(kinds)), squeeze=False)
+    recall = "recall" in rows[-1]["scores"][kinds[0]]["8"]["model"]
+    fig, axes = plt.subplots(len(kinds), 2 + recall, figsize=(5 * (2 + recall),
+                                                            3.4 * len(kinds)), squeeze=False)
     minutes = [r["minutes"] for r in rows]
     for row_axes, kind in zip(axes, kinds):
         for ax, metric in zip(row_axes, ("ssim", "retrieval")):
@@ -58,6 +65,20 @@ def plot(rows: list[dict], path: Path) -> None:
                          fontsize=9)
             ax.set_ylim(0, 1)
         row_axes[1].legend(fontsize=7, loc="lower right")
+        if recall:
+            ax = row_axes[2]
+            shown = [r for r in rows if "recall" in r["scores"][kind]["8"]["model"]]
+            for i, name in enumerate(RECALL_SHOWN):
+                ax.plot([r["minutes"] for r in shown],
+                        [r["scores"][kind]["8"]["model"]["recall"][name] for r in shown],
+                        f"C{i}", marker="o", label=name)
+            ax.plot([r["minutes"] for r in shown],
+                    [r["scores"][kind]["8"]["model"]["d_accuracy"] for r in shown], "k--",
+                    label="D's accuracy, real vs FF")
+            ax.set_xlabel(row_axes[0].get_xlabel())
+            ax.set_title(f"attribute recall, K = 8, {kind} targets", fontsize=9)
+            ax.set_ylim(0, 1)
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -80,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32", action="store_true",
                         help="float32 throughout: no bfloat16 autocast")
     parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in --out")
     args = parser.parse_args(argv)
 
     try:
@@ -102,10 +125,20 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "quality.jsonl"
     rows: list[dict] = []
-    trained = 0.0
     next_eval = 0.0
+    if args.resume:
+        trainer.load()  # refuses another model configuration; warns on another recipe
+        rows = [row for row in map(json.loads, log.read_text().splitlines())
+                if row["step"] <= trainer.step] if log.exists() else []
+        log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        if rows:
+            next_eval = (rows[-1]["minutes"] + args.eval_every) * 60
+        print(f"resumed at step {trainer.step}, {trainer.seconds / 60:.1f} minutes", flush=True)
+    elif log.exists() and log.stat().st_size:
+        raise SystemExit(f"time_to_quality.py: {log} exists: --resume it or choose another --out")
     print(f"{machine()}; recipe: {train}; model: {config}", flush=True)
     while True:
+        trained = trainer.seconds
         done = trained >= args.minutes * 60 - 1e-9
         if trained >= next_eval - 1e-9 or done:
             torch.manual_seed(0)
@@ -124,18 +157,18 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{row['minutes']:6.1f} min, step {trainer.step}, {kind}: K=8 SSIM "
                       f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f} "
                       f"(nearest copy {copy8['ssim']:.3f}); SSIM K=1 "
-                      f"{by_k[1]['model']['ssim']:.3f} K=32 {by_k[32]['model']['ssim']:.3f}",
-                      flush=True)
+                      f"{by_k[1]['model']['ssim']:.3f} K=32 {by_k[32]['model']['ssim']:.3f}; "
+                      "; recall " + ", ".join(f"{name} {s8['recall'][name]}"[:len(name) + 5]
+                                              for name in RECALL_SHOWN)
+                      + f"; D accuracy {s8['d_accuracy']:.2f}", flush=True)
             while next_eval <= trained + 1e-9:
                 next_eval += args.eval_every * 60
+            if args.checkpoint_every:
+                trainer.save()
             if done:
                 break
-        start = time.perf_counter()
         trainer.run(trainer.step + 10 ** 9, progress=False,
                     max_seconds=min(next_eval, args.minutes * 60) - trained)
-        trained += time.perf_counter() - start
-    if args.checkpoint_every:
-        trainer.save()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from .config import PROFILES, profile, training, with_assignments
+from .config import CONTENT_TERMS, PROFILES, profile, training, with_assignments
 
 
 def _start_distributed(args: argparse.Namespace) -> bool:
@@ -68,7 +68,7 @@ def _train_here(args: argparse.Namespace) -> int:
                         frames_per_video=args.frames, size=config.image_size, seed=args.seed)
     try:
         content = content_loss_from(train.content, vgg19_path=args.vgg19,
-                                    vggface_path=args.vggface)
+                                    vggface_path=args.vggface, synthface_path=args.synthface)
     except FeatureWeightsMissing as error:
         print(f"fewshot-th train: {error}", file=sys.stderr)
         return 2
@@ -104,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import evaluate_few_shot, scores_table
+    from .evaluation import evaluate_few_shot, scores_table
     from .plot import scores_against_k
     from .pretrained import load_pretrained, load_trained
 
@@ -136,16 +136,22 @@ def _evaluate(args: argparse.Namespace) -> int:
          "scores": {kind: {str(k): v for k, v in by_k.items()} for kind, by_k in results.items()}},
         indent=1))
     table = scores_table(results)
+    attributes = "".join(f"\nAttribute recall, {kind} targets: the share of target frames "
+                         "that show each attribute (closer to the truth than to the same frame "
+                         "with that attribute changed); D's accuracy at telling the real "
+                         "targets from the FF frames.\n\n" + attribute_table(results, kind)
+                         for kind in results)
     (out / "table.md").write_text(
         f"Few-shot scores of {source} on {args.identities} SynthHeads test identities "
         "(self-reenactment, 8 targets each, same-video and pose-distant).\n\n" + table +
         f"\n{fid_note or 'FID: see the fid column (over all targets of one K).'} CSIM, where "
-        "shown, comes from the SynthHeads identity network. The paper's rows are for trends, "
-        "not values.\n")
+        "shown, comes from the SynthHeads identity network, and so do the features of the "
+        "realism FD (its floor: other real frames of the same people). The paper's rows are "
+        "for trends, not values.\n" + attributes)
     fig = scores_against_k(results)
     fig.savefig(out / "scores.png", dpi=80)
     plt.close(fig)
-    print(table)
+    print(table + attributes)
     print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}")
     return 0
 
@@ -167,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--videos-per-identity", type=int, default=2)
     train.add_argument("--frames", type=int, default=32, help="frames per video")
     train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--content", nargs="+", choices=["vgg19", "vggface", "pixel"],
+    train.add_argument("--content", nargs="+", choices=CONTENT_TERMS,
                        help="content-loss terms (default: the profile's)")
     train.add_argument("--vgg19", help="path of torchvision's vgg19 weights file")
     train.add_argument("--vggface", help="path of a converted VGG-Face state dict")
+    train.add_argument("--synthface", help="the .safetensors file of another SynthHeads "
+                       "face-recognition network for the synthface term (default: the shipped "
+                       "synthheads-face-loss)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500)
     train.add_argument("--sample-every", type=int, default=250)
@@ -205,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.command == "evaluate":
-        if args.identities < 1:
-            parser.error("--identities must be at least 1")
+        if args.identities < 2:
+            parser.error("--identities must be at least 2 (colours are swapped between people)")
         if any(not 1 <= k <= 32 for k in args.k):
             parser.error("--k values must be between 1 and 32")
         if args.ft_steps is not None and args.ft_steps < 0:

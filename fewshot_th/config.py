@@ -18,6 +18,7 @@ import torch
 
 PROFILES = ("tiny", "cpu", "paper")
 W_LOSSES = ("dsc+mch+adv", "dsc+mch")
+CONTENT_TERMS = ("vgg19", "vggface", "synthface", "pixel")  # as fewshot_th.losses names them
 
 
 def with_assignments(config, pairs: list[str]):
@@ -90,10 +91,11 @@ class ModelConfig:
     spectral_norm: bool = True  # on every conv and linear layer of E, G and D
     adain_eps: float = 1e-5  # AdaIN divides by sqrt(var + eps): never by a bare sqrt(var)
     # Spectrally normalised layers start with zero biases, as SNGAN's and BigGAN's code do.
-    # False (the shipped models): torch's random biases, which spectral normalisation leaves
-    # alone while it scales the weights down, so they dominate D's features and D hardly
-    # tells a face from a grey image (bench/RESULTS.md, "Why feed-forward gains nothing").
-    zero_bias_init: bool = False
+    # False (models made before this field existed): torch's random biases, which spectral
+    # normalisation leaves alone while it scales the weights down, so they dominate D's
+    # features and D hardly tells a face from a grey image (bench/RESULTS.md, "Why
+    # feed-forward gains nothing").
+    zero_bias_init: bool = True
 
     def __post_init__(self):
         for name in ("image_size", "min_channels", "max_channels", "embedding_size",
@@ -138,8 +140,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples)."""
-        return cls(**_from_json(cls, values))
+        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples); a field
+        that a newer version added takes the value that reproduces the older models."""
+        return cls(**{"zero_bias_init": False, **_from_json(cls, values)})
 
     def with_changes(self, **changes) -> ModelConfig:
         """A copy with some values changed (and checked again)."""
@@ -201,15 +204,16 @@ class TrainConfig:
     content: tuple[tuple[str, float], ...] = (("vgg19", 1.5e-1), ("vggface", 2.5e-2))
     lambda_fm: float = 10.0  # feature matching weight (unverified)
     lambda_mch: float = 80.0  # match loss weight (unverified)
-    # Not in the paper; both against the embedding collapse that FEASIBILITY.md measured on
+    # Not in the paper; both against the embedding collapse that chapter 5 shows on
     # a CPU budget (a random W_i pulled ê to zero through L_MCH within 100 steps):
     init_w_from_e_hat: bool = False  # set W_i := ê_i the first time video i is seen
     mch_warmup_steps: int = 0  # ramp λ_MCH linearly from 0 over these steps
-    # What W, D's matrix of per-video vectors, learns from. "dsc+mch": only from L_DSC (as
-    # all of D) and L_MCH. "dsc+mch+adv" (the shipped models): W was also among the inputs
-    # of E's and G's backward pass, so L_ADV's -D(x̂) reached W and cancelled what L_DSC
-    # teaches it about generated frames (bench/RESULTS.md, "Why feed-forward gains nothing").
-    w_losses: str = "dsc+mch+adv"
+    # What W, D's matrix of per-video vectors, learns from. "dsc+mch" (the paper: only L_DSC
+    # trains D's parameters, and L_MCH ties W to ê). "dsc+mch+adv" (models made before this
+    # field existed): W was also among the inputs of E's and G's backward pass, so L_ADV's
+    # -D(x̂) reached W and cancelled what L_DSC teaches it about generated frames
+    # (bench/RESULTS.md, "Why feed-forward gains nothing").
+    w_losses: str = "dsc+mch"
 
     def __post_init__(self):
         if self.mch_warmup_steps < 0:
@@ -229,18 +233,19 @@ class TrainConfig:
         if not self.content:
             raise ValueError("TrainConfig.content needs at least one term")
         for term, weight in self.content:
-            if term not in ("vgg19", "vggface", "pixel") or weight < 0:
+            if term not in CONTENT_TERMS or weight < 0:
                 raise ValueError(f"content term {term!r} with weight {weight} is not one of "
-                                 "'vgg19', 'vggface', 'pixel' with a weight >= 0")
+                                 f"{CONTENT_TERMS} with a weight >= 0")
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples); fields
-        that a newer version added take their defaults."""
-        return cls(**_from_json(cls, values))
+        """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples); a field
+        that a newer version added takes the value that reproduces the older recipes
+        (``w_losses``: ``"dsc+mch+adv"``), or else its default."""
+        return cls(**{"w_losses": "dsc+mch+adv", **_from_json(cls, values)})
 
     def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)
@@ -251,11 +256,14 @@ def training(name: str) -> TrainConfig:
 
     * ``paper``: the paper's losses (VGG19 and VGGFace content with the v2 weights, λ_FM = 10,
       λ_MCH = 80), Adam with lr 5e-5 (E, G) and 2e-4 (D).
-    * ``cpu``: pixel L1 content instead of VGG19 + VGGFace, whose weights cannot be downloaded
-      on an offline machine and whose forward passes would double the cost of a CPU step
-      (chapter 5 discusses what this changes); batches of 32 videos, learning rates 4e-4 for
-      all and betas (0.5, 0.999); W_i initialised from the video's first ê and λ_MCH ramped
-      in over 500 steps, against the embedding collapse of the trial in FEASIBILITY.md; and
+    * ``cpu``: pixel L1 content (x 10) instead of VGG19, and a SynthHeads face-recognition
+      network instead of VGGFace (``"synthface"``, x 0.2: a third of the pixel term on the
+      shipped model's frames; the weight is a guess), since neither VGG19's nor VGGFace's
+      weights can be downloaded on an offline machine and their forward passes would double
+      the cost of a CPU step (chapter 5 discusses what this changes); batches of 32 videos,
+      learning rates 4e-4 for all and betas (0.5, 0.999); W_i initialised from the video's
+      first ê and λ_MCH ramped in over 500 steps, against the embedding collapse that chapter
+      5 shows; and
       λ_MCH = 8 (paper: 80): beside a pixel L1 ten times smaller than the paper's VGG
       content loss, λ_MCH = 80 anchors ê to the slowly moving W_i and stalls E (measured in
       bench/RESULTS.md, "Time to quality").
@@ -265,8 +273,8 @@ def training(name: str) -> TrainConfig:
         return TrainConfig()
     if name == "cpu":
         return TrainConfig(batch_size=32, lr_eg=4e-4, lr_d=4e-4, betas=(0.5, 0.999),
-                           content=(("pixel", 10.0),), lambda_mch=8.0, init_w_from_e_hat=True,
-                           mch_warmup_steps=500)
+                           content=(("pixel", 10.0), ("synthface", 0.2)), lambda_mch=8.0,
+                           init_w_from_e_hat=True, mch_warmup_steps=500)
     if name == "tiny":
         return TrainConfig(k=2, batch_size=2, lr_eg=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
                            content=(("pixel", 10.0),), init_w_from_e_hat=True,

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .metrics import feature_statistics, frechet_distance
 from .weights import cached_or_downloaded
 
 __all__ = ["FIDInception", "FIDWeightsMissing", "load_fid_inception", "inception_features",
@@ -213,7 +214,5 @@ def inception_features(network: FIDInception, images: torch.Tensor,
 
 def fid(network: FIDInception, real: torch.Tensor, fake: torch.Tensor) -> float:
     """FID between two sets of images (at least 2 each; hundreds for a stable number)."""
-    from .metrics import feature_statistics, frechet_distance
-
     return frechet_distance(*feature_statistics(inception_features(network, real)),
                             *feature_statistics(inception_features(network, fake)))

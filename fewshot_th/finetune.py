@@ -24,14 +24,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, paper, training
+from .config import PROFILES, TrainConfig, profile, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
 from .meta import TrainingDiverged, _d_real_and_fake
 
 __all__ = ["PersonalModel", "few_shot", "default_steps"]
 
-FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice; PAPER.md: unverified)
+FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice, unverified for the paper)
 FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
 
 
@@ -121,11 +121,13 @@ def _check_frames(frames, size: int) -> torch.Tensor:
 
 
 def _train_config_of(model) -> TrainConfig:
-    """The recipe the model was meta-learned with (shipped models store it), else its profile's."""
+    """The recipe the model was meta-learned with (shipped models store it), else the recipe
+    of the profile it is built like (``cpu``'s for a model like no profile)."""
     stored = getattr(model, "info", {}).get("train_config")
     if stored:
         return TrainConfig.from_dict(stored)
-    return training("paper" if model.config == paper() else "cpu")
+    like = [name for name in PROFILES if profile(name) == model.config]
+    return training(like[0] if like else "cpu")
 
 
 def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = None, *,

@@ -47,11 +47,15 @@ class IdentityNet(nn.Module):
         self.head = nn.Linear(cin, dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.features(images), dim=1)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, dim)`` the embeddings before they are scaled to unit length (the features of
+        the realism Fréchet distance in ``fewshot_th.evaluation``)."""
         if images.ndim != 4 or images.shape[1:] != (3, self.image_size, self.image_size):
             raise ValueError(f"images must be (B, 3, {self.image_size}, {self.image_size}), "
                              f"got {tuple(images.shape)}")
-        features = self.trunk(images * 2 - 1).mean(dim=(2, 3))
-        return F.normalize(self.head(features), dim=1)
+        return self.head(self.trunk(images * 2 - 1).mean(dim=(2, 3)))
 
 
 def _blur(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

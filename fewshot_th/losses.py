@@ -5,7 +5,8 @@ E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``
 * ``L_CNT`` (content): L1 distances between activations of fixed feature networks on the real
   and the generated frame: VGG19 trained on ImageNet (relu1_1 ... relu5_1, torchvision's
   ``features`` indices 1, 6, 11, 20, 29) and VGGFace (the same five depths of VGG16), plus
-  optionally the plain pixel L1.
+  optionally the plain pixel L1. Offline, where VGG-Face cannot be had, ``"synthface"`` is
+  the same kind of term from a SynthHeads face-recognition network (``SynthFaceFeatures``).
 * ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
   intermediate maps on the real and the generated frame, weighted by λ_FM.
 * ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1``: the embedder's vector and the discriminator's
@@ -25,15 +26,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import CONTENT_TERMS
+from .identity import IdentityNet
 from .weights import cached_or_downloaded
 
-__all__ = ["VGG19Features", "VGGFaceFeatures", "ContentLoss", "FeatureWeightsMissing",
-           "load_vgg19", "load_vggface", "adversarial_loss", "feature_matching_loss",
+__all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "ContentLoss",
+           "FeatureWeightsMissing", "load_vgg19", "load_vggface", "load_synthface",
+           "CONTENT_TERMS", "SYNTHFACE_ASSET", "adversarial_loss", "feature_matching_loss",
            "match_loss", "discriminator_hinge_loss", "content_loss_from", "VGG19_FILE",
            "VGG19_URL"]
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/" + VGG19_FILE
+# The face-recognition network of the "synthface" term: trained on other SynthHeads people
+# (seed 1) than the network that scores CSIM (``synthheads-identity``, seed 0), so that a
+# model is never scored by the network it was trained against.
+SYNTHFACE_ASSET = "synthheads-face-loss"
 
 
 class FeatureWeightsMissing(RuntimeError):
@@ -146,6 +154,46 @@ class VGGFaceFeatures(_FrozenFeatures):
         self.load_state_dict({**wanted, "mean_bgr": self.mean_bgr})
 
 
+class SynthFaceFeatures(_FrozenFeatures):
+    """A SynthHeads face-recognition network (``fewshot_th.identity.IdentityNet``) as a
+    content-loss network: the activations after each of its four stages.
+
+    It plays VGG-Face's part in L_CNT for SynthHeads: a network trained to tell people apart,
+    whose features respond to what makes a face that person's (colours, glasses, face shape)
+    and little to pose or expression.
+    """
+
+    def __init__(self, net: IdentityNet):
+        super().__init__()
+        self.layers = net.trunk
+        self.taps = tuple(i for i, layer in enumerate(self.layers)
+                          if isinstance(layer, nn.ReLU) and i % 5 == 4)  # end of each stage
+        self.image_size = net.image_size
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"the synthface content loss takes {self.image_size} px frames "
+                             f"(its network's size), got {tuple(x.shape[-2:])}")
+        return x * 2 - 1
+
+
+def load_synthface(path: str | os.PathLike | None = None) -> SynthFaceFeatures:
+    """The ``"synthface"`` content network: ``path`` is a ``.safetensors`` file saved by
+    ``fewshot_th.identity.save_identity_net`` (with its ``.json`` beside it); default: the
+    shipped ``synthheads-face-loss``."""
+    from .identity import load_identity_net
+
+    if path is None:
+        net = load_identity_net(name=SYNTHFACE_ASSET)
+    else:
+        path = Path(path)
+        if path.suffix != ".safetensors" or not path.exists():
+            raise FeatureWeightsMissing(f"no identity network at {path}: expected the "
+                                        ".safetensors file of save_identity_net")
+        net = load_identity_net(path.parent, name=path.stem)
+    return SynthFaceFeatures(net).freeze()
+
+
 def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
     """VGG19 with ImageNet weights: from ``path``, else the torch hub cache, else downloaded.
 
@@ -184,22 +232,22 @@ class ContentLoss(nn.Module):
     """L_CNT: weighted sum of L1 distances between feature maps of fixed networks.
 
     Args:
-        networks: ``{"vgg19": VGG19Features, "vggface": VGGFaceFeatures}`` (any subset).
-        weights: one weight per term: ``"vgg19"``, ``"vggface"``, ``"pixel"``. A network term
-            sums the mean L1 distances of its five tapped layers.
+        networks: ``{"vgg19": VGG19Features, "vggface": VGGFaceFeatures, "synthface":
+            SynthFaceFeatures}`` (any subset).
+        weights: one weight per term of ``CONTENT_TERMS``. A network term sums the mean L1
+            distances of its tapped layers.
     """
 
     def __init__(self, weights: dict[str, float], networks: dict[str, nn.Module] | None = None):
         super().__init__()
         networks = networks or {}
-        unknown = set(weights) - {"vgg19", "vggface", "pixel"}
+        unknown = set(weights) - set(CONTENT_TERMS)
         if unknown:
-            raise ValueError(f"unknown content terms {sorted(unknown)}; "
-                             "use 'vgg19', 'vggface' and 'pixel'")
+            raise ValueError(f"unknown content terms {sorted(unknown)}; use {CONTENT_TERMS}")
         missing = [name for name in weights if name != "pixel" and name not in networks]
         if missing:
             raise ValueError(f"content terms {missing} need their networks (load_vgg19, "
-                             "load_vggface)")
+                             "load_vggface, load_synthface)")
         self.weights = dict(weights)
         self.networks = nn.ModuleDict({k: v for k, v in networks.items() if k in weights})
 
@@ -248,7 +296,7 @@ def discriminator_hinge_loss(real_score: torch.Tensor, fake_score: torch.Tensor)
 
 
 def content_loss_from(terms: tuple[tuple[str, float], ...], *, vgg19_path=None,
-                      vggface_path=None) -> ContentLoss:
+                      vggface_path=None, synthface_path=None) -> ContentLoss:
     """Build L_CNT for a ``TrainConfig.content``, loading the feature networks it names.
 
     Refuses with ``FeatureWeightsMissing`` when a network's weights cannot be found: training
@@ -260,4 +308,6 @@ def content_loss_from(terms: tuple[tuple[str, float], ...], *, vgg19_path=None,
         networks["vgg19"] = load_vgg19(vgg19_path)
     if "vggface" in weights:
         networks["vggface"] = load_vggface(vggface_path)
+    if "synthface" in weights:
+        networks["synthface"] = load_synthface(synthface_path)
     return ContentLoss(weights, networks)

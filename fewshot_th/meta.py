@@ -301,6 +301,7 @@ class Trainer:
              {"params": [W], "lr": train.lr_w or train.lr_d}],
             lr=train.lr_d, betas=train.betas)
         self.step = 0
+        self.seconds = 0.0  # wall-clock seconds of training so far, over every resumed leg
         self.last_checkpoint: Path | None = None
         import torch.distributed as dist
 
@@ -322,7 +323,7 @@ class Trainer:
         tensors = self.model.state_tensors()
         meta = {"model_config": self.model.config.as_dict(),
                 "train_config": self.train_config.as_dict(), "seed": self.seed,
-                "num_videos": len(self.videos),
+                "num_videos": len(self.videos), "train_seconds": self.seconds,
                 "python_random": _jsonable(random.getstate()),
                 "numpy_random": _jsonable(np.random.get_state())}
         for prefix, optimizer in (("opt_eg", self.opt_eg), ("opt_d", self.opt_d)):
@@ -356,6 +357,7 @@ class Trainer:
         state = meta["numpy_random"]
         np.random.set_state((state[0], np.array(state[1], dtype=np.uint32), *state[2:]))
         self.step = int(meta["step"])
+        self.seconds = float(meta.get("train_seconds", 0.0))  # older checkpoints: unknown
         self.last_checkpoint = Path(path)
         return self.step
 
@@ -393,6 +395,7 @@ class Trainer:
                      desc="meta-learning") as bar:
             while self.step < until_step and (
                     max_seconds is None or time.perf_counter() - start < max_seconds):
+                began = time.perf_counter()
                 batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
                          for k, v in next(batches).items()}
                 try:
@@ -406,6 +409,7 @@ class Trainer:
                         f"checkpoint is {kept}; resume from it with lower learning rates."
                     ) from None
                 self.step += 1
+                self.seconds += time.perf_counter() - began
                 record = {"step": self.step, "seconds": round(time.perf_counter() - start, 3),
                           **{k: round(v, 5) for k, v in losses.items()}}
                 history.append(record)

@@ -163,10 +163,10 @@ def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple
 
 def scores_against_k(results: dict, paper: dict | None = None):
     """One panel per metric (SSIM, L1, identity retrieval, CSIM when present) against K for
-    every method of ``fewshot_th.metrics.evaluate_few_shot``'s results, one row of panels per
+    every method of ``fewshot_th.evaluation.evaluate_few_shot``'s results, one row of panels per
     kind of target; the paper's SSIM and CSIM beside ours (dashed, its own data: compare
     trends, not values). Returns the figure."""
-    from .metrics import PAPER_TABLE1, by_target_kind
+    from .evaluation import PAPER_TABLE1, by_target_kind
 
     paper = PAPER_TABLE1 if paper is None else paper
     kinds = by_target_kind(results)

@@ -8,17 +8,20 @@ import pytest
 import torch
 
 import fewshot_th
-from fewshot_th.config import tiny, training
-from fewshot_th.data import SynthHeads
-from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import TalkingHeadModel, Trainer
-from fewshot_th.metrics import (
+from fewshot_th import evaluation
+from fewshot_th.config import cpu, tiny, training
+from fewshot_th.data import COUNTERFACTUALS, SynthHeads
+from fewshot_th.evaluation import (
     PAPER_TABLE1,
+    TARGET_KINDS,
+    attribute_table,
     embedding_detail_gap,
     evaluate_feed_forward,
     evaluate_few_shot,
     scores_table,
 )
+from fewshot_th.losses import ContentLoss
+from fewshot_th.meta import TalkingHeadModel, Trainer
 from fewshot_th.plot import scores_against_k
 from fewshot_th.pretrained import load_trained
 
@@ -56,9 +59,16 @@ def test_few_shot_evaluation_scores_ff_ft_and_the_copying_baselines(checkpoint):
             assert list(by_method) == ["FF", "FT", "mean of sources", "nearest-landmark source"]
             for scores in by_method.values():
                 assert -1 <= scores["ssim"] <= 1 and 0 <= scores["l1"] <= 1
+                assert -1 <= scores["person_ssim"] <= 1 and 0 <= scores["person_l1"] <= 1
                 assert 0 <= scores["retrieval"] <= 1
                 assert len(scores["ssim_by_identity"]) == 2
                 assert scores["ssim"] == pytest.approx(sum(scores["ssim_by_identity"]) / 2)
+                assert list(scores["recall"]) == list(COUNTERFACTUALS)
+                assert all(v is None or 0 <= v <= 1 for v in scores["recall"].values())
+                # every method is asked about the same frames
+                assert scores["recall_frames"] == by_method["FF"]["recall_frames"]
+            assert 0 <= by_method["FF"]["d_accuracy"] <= 1
+            assert "d_accuracy" not in by_method["FT"]
             assert by_method["FT"]["ssim"] != by_method["FF"]["ssim"]  # FT changed the model
         # With K = 1 the mean of the sources and the nearest source are the same frame.
         assert by_k[1]["mean of sources"] == by_k[1]["nearest-landmark source"]
@@ -83,6 +93,44 @@ def test_bad_evaluation_arguments_are_refused(checkpoint):
         evaluate_few_shot(model, identities=2, modes=("fine",))
     with pytest.raises(ValueError, match="targets"):
         evaluate_few_shot(model, identities=2, targets="pose-distant")
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        evaluate_few_shot(model, identities=1)
+
+
+def test_a_method_that_draws_the_exact_frames_scores_perfectly(monkeypatch):
+    """The protocol, checked on a stand-in for few_shot that returns the true frames: every
+    attribute shows, SSIM is 1, the Fréchet distance is 0 and retrieval is perfect."""
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(cpu(), num_videos=2)  # 64 px: the identity network's size
+    test = SynthHeads("test", num_identities=3, num_videos_per_identity=1, frames_per_video=64)
+
+    class Exact:
+        def __init__(self, identity):
+            self.identity, self.e_hat = identity, torch.zeros(cpu().embedding_size)
+
+        def render(self, landmarks):
+            for kind in TARGET_KINDS:
+                pose = evaluation._target_pose(test, self.identity, kind)
+                frames, points = test.render(self.identity, pose, True)
+                if torch.equal(points, landmarks):
+                    return frames
+            raise AssertionError("asked for frames that are not a target's")
+
+    monkeypatch.setattr(evaluation, "few_shot", lambda model, frames, points, mode, steps,
+                        seed, progress: Exact(seed))
+    results = evaluate_few_shot(model, identities=3, k_values=(2,))
+    for by_k in results.values():
+        exact, copy = by_k[2]["FF"], by_k[2]["nearest-landmark source"]
+        assert exact["ssim"] == pytest.approx(1) and exact["person_ssim"] == pytest.approx(1)
+        assert exact["l1"] == exact["person_l1"] == exact["detail_l1"] == 0
+        assert exact["retrieval"] == 1 and exact["csim"] == pytest.approx(1)
+        shown = {name: v for name, v in exact["recall"].items() if v is not None}
+        assert {"mouth open", "hair", "skin", "clothes", "background"} <= set(shown)
+        assert all(v == 1 for v in shown.values())
+        assert abs(exact["fd"]) < 1e-4 * copy["fd"] and copy["fd"] > 0  # 0 but for round-off
+        assert 0 < exact["fd_floor"] == copy["fd_floor"]
+    # with the mouth closed in every source, copying one never opens it
+    assert results["pose-distant"][2]["nearest-landmark source"]["recall"]["mouth open"] < 0.2
 
 
 class _LinearEmbedder(torch.nn.Module):
@@ -135,12 +183,32 @@ def test_the_table_and_the_plot_show_every_method_and_the_papers_rows():
     assert "SynthHeads, same-video targets | FT" in scores_table(one_kind)
     with pytest.raises(ValueError, match="target kind"):
         scores_table({"other": one_kind})
+    with pytest.raises(ValueError, match="no attribute recall"):
+        attribute_table(results)
     fig = scores_against_k(results)
     assert len(fig.axes) == 2 * 3  # a row of panels per kind
     ssim_axis, distant_ssim_axis = fig.axes[0], fig.axes[3]
     assert len(ssim_axis.lines) == 2 + len(PAPER_TABLE1)
     assert list(ssim_axis.lines[0].get_ydata()) == pytest.approx([0.51, 0.58, 0.82])
     assert list(distant_ssim_axis.lines[0].get_ydata()) == pytest.approx([0.41, 0.48, 0.72])
+
+
+def test_the_attribute_table_has_a_row_per_method_and_k_and_dashes_where_nothing_shows():
+    recall = {name: 0.5 for name in COUNTERFACTUALS} | {"glasses": None}
+    frames = {name: 8 for name in COUNTERFACTUALS} | {"glasses": 0}
+    results = {"same-video": {k: {"FF": {"recall": recall, "recall_frames": frames,
+                                         "d_accuracy": 0.75},
+                                  "mean of sources": {"recall": recall,
+                                                      "recall_frames": frames}}
+                              for k in (1, 8)}}
+    table = attribute_table(results)
+    lines = table.splitlines()
+    assert lines[0].startswith("| method | K | mouth open | glasses | hair |")
+    assert lines[2] == "| FF | 1 | 0.50 | - | " + " | ".join(["0.50"] * 8) + " | 0.75 |"
+    assert lines[5] == "| mean of sources | 8 | 0.50 | - | " + " | ".join(["0.50"] * 8) + " | - |"
+    assert lines[-1].startswith("| frames that show it | | 8 | 0 | 8 |")
+    with pytest.raises(ValueError, match="no 'pose-distant' targets"):
+        attribute_table(results, "pose-distant")
 
 
 def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path):

@@ -5,11 +5,14 @@ from fewshot_th import losses
 from fewshot_th.losses import (
     ContentLoss,
     FeatureWeightsMissing,
+    SynthFaceFeatures,
     VGG19Features,
     VGGFaceFeatures,
     adversarial_loss,
     discriminator_hinge_loss,
     feature_matching_loss,
+    content_loss_from,
+    load_synthface,
     load_vgg19,
     load_vggface,
     match_loss,
@@ -151,3 +154,44 @@ def test_content_loss_rejects_unknown_terms_and_missing_networks():
         ContentLoss({"lpips": 1.0})
     with pytest.raises(ValueError, match="need their networks"):
         ContentLoss({"vggface": 1.0})
+
+
+def test_synthface_is_a_frozen_identity_network_tapped_after_each_stage(tmp_path):
+    from fewshot_th.identity import IdentityNet, save_identity_net
+
+    torch.manual_seed(0)
+    net = IdentityNet(image_size=32, width=8)
+    save_identity_net(net, tmp_path, name="face-loss", info={"made": "by this test"})
+    features = load_synthface(tmp_path / "face-loss.safetensors")
+    assert all(not p.requires_grad for p in features.parameters()) and not features.training
+    x = torch.rand(2, 3, 32, 32)
+    maps = features(x)
+    assert [m.shape[1:] for m in maps] == [(8, 16, 16), (16, 8, 8), (32, 4, 4), (64, 2, 2)]
+    # the same numbers as the network's own trunk, stage by stage
+    h = x * 2 - 1
+    for stage, m in zip(range(4), maps):
+        h = net.trunk[5 * stage:5 * stage + 5](h)
+        assert torch.allclose(h, m)
+    loss = ContentLoss({"synthface": 1.0}, {"synthface": features})
+    fake = torch.rand(2, 3, 32, 32, requires_grad=True)
+    assert loss(x, x).item() == 0.0
+    value = loss(fake, x)
+    value.backward()
+    assert value.item() > 0 and fake.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="32 px"):
+        features(torch.rand(1, 3, 64, 64))
+    with pytest.raises(FeatureWeightsMissing, match="no identity network"):
+        load_synthface(tmp_path / "missing.safetensors")
+
+
+def test_the_shipped_synthface_network_is_not_the_one_that_scores_csim():
+    from fewshot_th.identity import load_identity_net
+
+    shipped = load_synthface()
+    scorer = load_identity_net()
+    assert shipped.image_size == scorer.image_size == 64
+    assert not torch.equal(shipped.layers[0].weight, scorer.trunk[0].weight)
+    content = content_loss_from((("pixel", 10.0), ("synthface", 0.2)))
+    assert set(content.networks) == {"synthface"}
+    frames = torch.rand(2, 3, 64, 64)
+    assert content(frames, frames).item() == 0.0

@@ -5,10 +5,13 @@ from skimage.data import astronaut
 from skimage.metrics import structural_similarity
 
 from fewshot_th.metrics import (
+    attribute_recall,
     feature_statistics,
     frechet_distance,
     identity_retrieval,
     l1,
+    person_l1,
+    person_ssim,
     psnr,
     ssim,
 )
@@ -60,8 +63,8 @@ def test_metrics_reject_mismatched_or_tiny_images():
 
 def test_feed_forward_evaluation_scores_the_model_and_the_copying_baselines():
     from fewshot_th.config import tiny
+    from fewshot_th.evaluation import evaluate_feed_forward
     from fewshot_th.meta import TalkingHeadModel
-    from fewshot_th.metrics import evaluate_feed_forward
 
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), num_videos=2)
@@ -93,3 +96,46 @@ def test_frechet_distance_agrees_with_a_scipy_reference():
         frechet_distance(mu1, sigma1, mu2[:3], sigma2)
     with pytest.raises(ValueError, match="N >= 2"):
         feature_statistics(a[:1])
+
+
+def test_attribute_recall_asks_which_of_truth_and_counterfactual_is_closer():
+    torch.manual_seed(0)
+    truth = torch.rand(4, 3, 16, 16) * 0.5
+    counterfactual = truth.clone()
+    counterfactual[:3, :, 4:8, 4:8] += 0.4  # frames 0-2 differ on 16 pixels; frame 3 not
+    blend = [1.0, 0.0, 0.6, 0.3]  # how far each generated frame is from cf towards truth
+    weights = torch.tensor(blend)[:, None, None, None]
+    generated = weights * truth + (1 - weights) * counterfactual
+    generated[:, :, 10:, 10:] = 1.0  # errors elsewhere do not count
+    recall = attribute_recall(generated, truth, counterfactual)
+    assert recall[:3].tolist() == [1.0, 0.0, 1.0] and recall[3].isnan()
+    # A blur halfway between the two is not closer to the truth.
+    halfway = (truth + counterfactual) / 2
+    assert attribute_recall(halfway, truth, counterfactual)[:3].tolist() == [0.0] * 3
+    # Too few differing pixels: nothing to show.
+    tiny = truth.clone()
+    tiny[:, :, 0, 0] += 0.4
+    assert attribute_recall(truth, truth, tiny, min_pixels=2).isnan().all()
+    assert attribute_recall(truth, truth, tiny, min_pixels=1).tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match="same shape"):
+        attribute_recall(truth, truth, truth[:2])
+
+
+def test_person_scores_equal_whole_frame_scores_with_a_full_mask_and_ignore_the_rest():
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    full = torch.ones(2, 32, 32, dtype=torch.bool)
+    assert torch.allclose(person_ssim(x, y, full), ssim(x, y), atol=1e-6)
+    assert torch.allclose(person_l1(x, y, full), l1(x, y), atol=1e-6)
+    mask = torch.zeros(2, 32, 32, dtype=torch.bool)
+    mask[:, 8:24, 8:24] = True
+    z = y.clone()
+    z[:, :, :3] = 0.0  # outside the mask and every window centred in it
+    assert torch.equal(person_l1(x, y, mask), person_l1(x, z, mask))
+    assert torch.allclose(person_ssim(x, y, mask), person_ssim(x, z, mask))
+    assert torch.allclose(person_ssim(y, y, mask), torch.ones(2))
+    assert person_l1(x, y, torch.zeros_like(mask)).isnan().all()
+    with pytest.raises(ValueError, match="boolean"):
+        person_l1(x, y, mask.float())
+    with pytest.raises(ValueError, match="boolean"):
+        person_ssim(x, y, mask[:1])

@@ -238,13 +238,18 @@ def test_zero_bias_init_starts_every_spectrally_normalised_layer_with_zero_biase
         assert all(zeroed) if zero else not any(zeroed)
 
 
-def test_configs_saved_before_a_field_existed_load_with_its_default():
+def test_configs_saved_before_a_field_existed_load_as_they_were_trained():
     from fewshot_th.config import TrainConfig, training
 
     old = {k: v for k, v in cpu().as_dict().items() if k != "zero_bias_init"}
-    assert ModelConfig.from_dict(old) == cpu() and not cpu().zero_bias_init
+    assert ModelConfig.from_dict(old) == cpu().with_changes(zero_bias_init=False)
     old = {k: v for k, v in training("cpu").as_dict().items() if k != "w_losses"}
     assert TrainConfig.from_dict(old).w_losses == "dsc+mch+adv"
+    # today's profiles: both discriminator fixes; the paper trains W with L_DSC and L_MCH only
+    assert all(profile(name).zero_bias_init for name in ("tiny", "cpu", "paper"))
+    assert all(training(name).w_losses == "dsc+mch" for name in ("tiny", "cpu", "paper"))
+    assert ModelConfig.from_dict(cpu().as_dict()) == cpu()
+    assert TrainConfig.from_dict(training("cpu").as_dict()) == training("cpu")
     with pytest.raises(ValueError, match="w_losses must be one of"):
         training("cpu").with_changes(w_losses="dsc")
 

@@ -250,3 +250,125 @@ def test_distant_poses_put_targets_far_from_every_source_within_the_training_ran
     assert nearest_distance(tgt, src) > 1.5 * nearest_distance(video[32:], video[:32])
     with pytest.raises(ValueError, match="num_sources"):
         distant_poses(0, 0, 8)
+
+
+@pytest.fixture(scope="module")
+def speaking():
+    """Test people and a speaking, turning clip of each (several poses at once)."""
+    ds = SynthHeads("test", num_identities=40, size=SIZE)
+    pose = Pose(yaw=np.float32([-25, 0, 25]), pitch=np.float32([5, -5, 0]), mouth=0.8)
+    return ds, pose
+
+
+def test_a_counterfactual_that_changes_nothing_is_the_same_frame(speaking):
+    ds, pose = speaking
+    for identity in range(4):
+        own = ds.attributes(identity)
+        assert torch.equal(ds.render(identity, pose, attributes=own), ds.render(identity, pose))
+        assert torch.equal(ds.render(identity, pose, attributes={"hair": own["hair"]}),
+                           ds.render(identity, pose))
+
+
+def _changed(a, b):
+    return (a - b).abs().amax(dim=-3) > 1e-6
+
+
+def test_closing_the_mouth_moves_only_the_lips_and_jaw_and_changes_only_their_pixels(speaking):
+    ds, pose = speaking
+    frames, points = ds.render(0, pose, return_landmarks=True)
+    closed = ds.counterfactual(0, pose, "mouth open")
+    _, closed_points = ds.render(0, Pose(**{**pose.as_arrays(), "mouth": 0.0}), True)
+    assert torch.equal(closed, ds.render(0, Pose(**{**pose.as_arrays(), "mouth": 0.0})))
+    moved = (points - closed_points).norm(dim=-1) > 1e-4
+    assert moved[:, 48:].any() and moved[:, 8].all(), "the lips and the chin move"
+    assert not moved[:, 17:48].any(), "brows, nose and eyes stay"
+    changed = _changed(frames, closed)
+    for t in range(len(pose)):
+        ys, xs = torch.nonzero(changed[t], as_tuple=True)
+        lips = torch.cat([points[t, moved[t]], closed_points[t, moved[t]]])  # what moves
+        assert len(ys) >= 10, "an open mouth shows"
+        # within a few pixels of the points that move (the head's outline runs on from them)
+        assert xs.min() >= lips[:, 0].min() - 5 and xs.max() <= lips[:, 0].max() + 5
+        assert ys.min() >= lips[:, 1].min() - 5 and ys.max() <= lips[:, 1].max() + 5
+        assert ys.min() >= points[t, 36:48, 1].max() - 1, "nothing above the eyes changes"
+    # With the mouth already closed there is nothing to change.
+    shut = Pose(yaw=np.float32([0.0]), mouth=0.0)
+    assert torch.equal(ds.counterfactual(0, shut, "mouth open"), ds.render(0, shut))
+
+
+def test_each_counterfactual_changes_only_its_own_pixels(speaking):
+    ds, pose = speaking
+    glasses = next(i for i in range(ds.num_identities) if ds.attributes(i)["glasses"])
+    for identity in (0, 1, glasses):
+        frames, points = ds.render(identity, pose, return_landmarks=True)
+        person = ds.person_mask(identity, pose)
+        inside = -torch.nn.functional.max_pool2d(-person[:, None].float(), 3, 1, 1)[:, 0] > 0
+        near = torch.nn.functional.max_pool2d(person[:, None].float(), 3, 1, 1)[:, 0] > 0
+        change = {name: (frames - ds.counterfactual(identity, pose, name)).abs().amax(dim=-3)
+                  for name in ("background", "clothes", "hair", "skin")}
+        assert all((c > 1e-6).any() for c in change.values())
+        for behind in ("background", "clothes"):  # the person stays, but for slivers by the ears
+            assert (change[behind][inside] > 1e-6).float().mean() < 0.01
+            assert change[behind][inside].max() < 0.5 * change[behind][~person].max()
+        for part in ("hair", "skin"):  # part of the person, but for their anti-aliased edges
+            assert (change[part][~near] > 1e-6).float().mean() < 0.01
+            assert change[part][~near].max() < 0.5 * change[part][person].max()
+    frames, points = ds.render(glasses, pose, return_landmarks=True)
+    changed = _changed(frames, ds.counterfactual(glasses, pose, "glasses"))
+    eyes = points[:, 36:48]
+    for t in range(len(pose)):
+        ys, xs = torch.nonzero(changed[t], as_tuple=True)
+        assert len(ys) > 20
+        assert ys.min() >= eyes[t, :, 1].min() - 8 and ys.max() <= eyes[t, :, 1].max() + 8
+    assert ds.counterfactual(next(i for i in range(40) if not ds.attributes(i)["glasses"]),
+                             pose, "glasses") is None, "nothing to take off"
+
+
+def test_removing_one_detail_removes_that_detail_and_no_other(speaking):
+    ds, pose = speaking
+    everyone = [i for i in range(ds.num_identities)
+                if all(ds.attributes(i)[d] for d in ONE_SIDED_DETAILS)
+                and HAIR_STYLES[int(ds.attributes(i)["hair_style"])] != "bald"]
+    assert everyone, "some test people have all three details"
+    identity = everyone[0]
+    frames = ds.render(identity, pose)
+    plain = ds.render(identity, pose, without_details=True)
+    union = torch.zeros_like(_changed(frames, plain))
+    for detail in ONE_SIDED_DETAILS:
+        changed = _changed(frames, ds.counterfactual(identity, pose, detail))
+        assert changed.any()
+        assert not (changed & ~_changed(frames, plain)).any(), "only the details' pixels"
+        union |= changed
+    assert torch.equal(union, _changed(frames, plain))
+    without = next(i for i in range(ds.num_identities) if not ds.attributes(i)["earring"])
+    assert ds.counterfactual(without, pose, "earring") is None
+
+
+def test_person_mask_covers_the_face_and_not_the_corners(speaking):
+    ds, pose = speaking
+    frames, points = ds.render(0, pose, return_landmarks=True)
+    mask = ds.person_mask(0, pose)
+    assert mask.shape == (3, SIZE, SIZE) and mask.dtype == torch.bool
+    assert not mask[:, :3, :3].any() and not mask[:, -1, :].any(), "background and clothes"
+    nose = points[:, 30].round().long()
+    assert all(mask[t, nose[t, 1], nose[t, 0]] for t in range(3))
+    assert 0.1 < mask.float().mean() < 0.5
+    assert ds.person_mask(0, pose[0]).shape == (SIZE, SIZE)
+
+
+def test_counterfactuals_refuse_unknown_attributes_and_bad_values(speaking):
+    ds, pose = speaking
+    with pytest.raises(ValueError, match="attribute must be one of"):
+        ds.counterfactual(0, pose, "nose")
+    with pytest.raises(ValueError, match="no attribute 'nose'"):
+        ds.render(0, pose, attributes={"nose": 1.0})
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        ds.render(0, pose, attributes={"hair": 0.5})
+    with pytest.raises(ValueError, match="finite"):
+        ds.render(0, pose, attributes={"glasses": float("nan")})
+    one = SynthHeads("test", num_identities=1, size=SIZE)
+    with pytest.raises(ValueError, match="another person"):
+        one.counterfactual(0, pose, "hair")
+    assert ds.counterfactual(0, pose, "hair", other=5) is not None
+    with pytest.raises(ValueError, match="identity must be"):
+        ds.counterfactual(0, pose, "hair", other=40)

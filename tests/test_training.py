@@ -210,12 +210,13 @@ def test_command_line_trains_and_resumes(tmp_path):
 def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_with(tmp_path):
     command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
                str(tmp_path), "--identities", "2", "--frames", "4", "--sample-every", "0"]
-    changed = ["--set", "w_losses=dsc+mch", "--model", "zero_bias_init=True"]
+    # the recipe of the models made before both discriminator fixes became the defaults
+    changed = ["--set", "w_losses=dsc+mch+adv", "--model", "zero_bias_init=False"]
     first = subprocess.run(command + ["--steps", "1"] + changed, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     meta = json.loads(ckpt.latest_checkpoint(tmp_path).read_text())
-    assert meta["model_config"]["zero_bias_init"] is True
-    assert meta["train_config"]["w_losses"] == "dsc+mch"
+    assert meta["model_config"]["zero_bias_init"] is False
+    assert meta["train_config"]["w_losses"] == "dsc+mch+adv"
     # resuming with another recipe is allowed, and said; with another model it is refused
     other_recipe = subprocess.run(command + ["--steps", "2", "--resume"] + changed[2:],
                                   capture_output=True, text=True)
@@ -223,7 +224,7 @@ def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_
     assert "another recipe" in other_recipe.stderr and "w_losses" in other_recipe.stderr
     other_model = subprocess.run(command + ["--steps", "3", "--resume"], capture_output=True,
                                  text=True)
-    assert other_model.returncode == 2 and "zero_bias_init: True -> False" in other_model.stderr
+    assert other_model.returncode == 2 and "zero_bias_init: False -> True" in other_model.stderr
     assert "Traceback" not in other_model.stderr
     bad = subprocess.run(command + ["--steps", "1", "--set", "lr_egg=1e-3"],
                          capture_output=True, text=True)

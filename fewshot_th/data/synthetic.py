@@ -18,7 +18,7 @@ when one person is driven by another's motion, which no real dataset allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,12 @@ from .face3d import HAIR_STYLES, face_landmarks_3d, head_geometry_3d, identity_a
 
 SPLITS = {"train": 0, "test": 1}
 ONE_SIDED_DETAILS = ("streak", "earring", "mark")
+# What ``SynthHeads.counterfactual`` can change, and the attributes each colour takes from
+# another person.
+COUNTERFACTUALS = ("mouth open", "glasses", "hair", "clothes", "skin", "lips", "background",
+                   *ONE_SIDED_DETAILS)
+_COLOUR_FIELDS = {"hair": ("hair",), "clothes": ("clothing",), "skin": ("skin",),
+                  "lips": ("lips",), "background": ("background_top", "background_bottom")}
 FRAME_STEP_SECONDS = 0.12  # time between frames: every third frame of a 25 fps video
 
 
@@ -349,15 +355,57 @@ class SynthHeads(torch.utils.data.Dataset):
         return frames
 
     def render(self, identity: int, pose: Pose, return_landmarks: bool = False, *,
-               without_details: bool = False):
+               without_details: bool = False, attributes: dict | None = None):
         """The true image of ``identity`` in ``pose`` (any pose, also other videos' poses).
 
         Returns ``(3, H, W)`` for a pose of scalars, ``(N, 3, H, W)`` for a pose of arrays;
         with ``return_landmarks`` also the ``(..., 68, 2)`` landmarks. ``without_details``
         draws the person without their one-sided details (``ONE_SIDED_DETAILS``).
+        ``attributes`` replaces some of the person's own (names and shapes as
+        ``attributes(identity)`` gives them), e.g. ``{"glasses": 0.0}`` or another person's
+        ``{"hair": ...}``: a *counterfactual* frame, the same pose drawn with one thing changed
+        (``counterfactual`` names the usual ones).
         """
         overrides = {k: 0.0 for k in ONE_SIDED_DETAILS} if without_details else {}
+        for name, value in (attributes or {}).items():
+            if name not in self._attributes:
+                raise ValueError(f"SynthHeads has no attribute {name!r}; its attributes: "
+                                 f"{', '.join(self._attributes)}")
+            value = np.asarray(value, np.float32)
+            if value.shape != self._attributes[name].shape[1:] or not np.isfinite(value).all():
+                raise ValueError(f"attribute {name!r} must be finite with shape "
+                                 f"{self._attributes[name].shape[1:]}, got {value.shape}")
+            overrides[name] = value
         return self._render(identity, pose, return_landmarks, overrides)
+
+    def counterfactual(self, identity: int, pose: Pose, attribute: str,
+                       other: int | None = None) -> torch.Tensor | None:
+        """``identity`` in ``pose`` with one thing changed, for ``attribute_recall``.
+
+        ``attribute`` is one of ``COUNTERFACTUALS``: ``"mouth open"`` closes the mouth (the
+        rest of the pose kept: landmarks move only on the lips); ``"glasses"`` and the one-sided
+        details (``"streak"``, ``"earring"``, ``"mark"``) take them off; the colours
+        (``"hair"``, ``"clothes"``, ``"skin"``, ``"lips"``, ``"background"``) are replaced by
+        those of person ``other`` (default: the next identity). Returns the frames (shaped as
+        ``render``'s), or ``None`` when the person has nothing to change (no glasses, no such
+        detail).
+        """
+        if attribute not in COUNTERFACTUALS:
+            raise ValueError(f"attribute must be one of {COUNTERFACTUALS}, got {attribute!r}")
+        identity = self._identity(identity)
+        if attribute == "mouth open":
+            return self.render(identity, replace(pose, mouth=0.0))
+        own = self.attributes(identity)
+        if attribute in ("glasses", *ONE_SIDED_DETAILS):
+            return None if own[attribute] == 0 else self.render(identity, pose,
+                                                                attributes={attribute: 0.0})
+        other = (identity + 1) % self.num_identities if other is None else self._identity(other)
+        if other == identity:
+            raise ValueError("a colour counterfactual needs another person: this SynthHeads "
+                             "has only one identity")
+        theirs = self.attributes(other)
+        return self.render(identity, pose, attributes={name: theirs[name]
+                                                       for name in _COLOUR_FIELDS[attribute]})
 
     def _render(self, identity, pose, return_landmarks: bool, overrides: dict):
         if not isinstance(pose, Pose):
@@ -373,6 +421,19 @@ class SynthHeads(torch.utils.data.Dataset):
         if single:
             frames, landmarks = frames[0], landmarks[0]
         return (frames, landmarks) if return_landmarks else frames
+
+    def person_mask(self, identity: int, pose: Pose) -> torch.Tensor:
+        """Where the person is: head, hair, ears and neck with everything on them, not the
+        background and not the clothes. A boolean ``(N, H, W)`` (``(H, W)`` for a pose of
+        scalars): the pixels that are at least half covered by the person, found by drawing
+        the frame once with black and once with white background and clothes."""
+        identity = self._identity(identity)
+        black, white = ({name: np.full(3, value, np.float32)
+                         for name in ("background_top", "background_bottom", "clothing")}
+                        for value in (0.0, 1.0))
+        behind = (self.render(identity, pose, attributes=white)
+                  - self.render(identity, pose, attributes=black)).mean(dim=-3)
+        return behind < 0.5
 
     def detail_mask(self, identity: int, pose: Pose, threshold: float = 0.03) -> torch.Tensor:
         """Where the identity's one-sided details (hair streak, earring, cheek mark) show in

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SNConv2d", "SNLinear", "is_spectrally_normalized", "zero_spectral_norm_biases",
-           "in_format_of", "conv", "linear", "adain", "DownBlock", "ResBlock", "AdaINResBlock", "AdaINUpBlock",
-           "SelfAttention"]
+           "in_format_of", "conv", "linear", "adain", "DownBlock", "ResBlock", "AdaINResBlock",
+           "AdaINUpBlock", "SelfAttention"]
 
 
 class _SpectralNorm:
