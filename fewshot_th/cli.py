@@ -104,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluation import evaluate_few_shot, scores_table
+    from .evaluation import attribute_table, evaluate_few_shot, scores_table
     from .plot import scores_against_k
     from .pretrained import load_pretrained, load_trained
 
