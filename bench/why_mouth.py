@@ -27,14 +27,13 @@ import copy
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fewshot_th.data import SynthHeads
-from fewshot_th.evaluation import discriminator_scores
+from fewshot_th.evaluation import mouth_diagnosis, speaking_episode
 from fewshot_th.landmarks import draw_landmarks
 from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained
@@ -42,59 +41,25 @@ from fewshot_th.pretrained import load_pretrained, load_trained
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
-SPEAKING = 0.4
-
-
-def speaking_frames(ds: SynthHeads, identities, k: int = 8, per_person: int = 4,
-                    speaking: bool = True):
-    """For each person: K sources from the first half of the video, the ``per_person`` most
-    open-mouthed frames of the second half (``speaking``; else evenly spaced frames, open
-    or not), their mouth-closed counterfactuals and poses."""
-    out = []
-    for identity in identities:
-        pose = ds.pose(identity)
-        half = ds.frames_per_video // 2
-        if speaking:
-            order = half + np.argsort(-pose.mouth[half:])[:per_person]
-            order = order[pose.mouth[order] >= SPEAKING]
-        else:
-            order = np.linspace(half, ds.frames_per_video - 1, per_person).astype(int)
-        if len(order) == 0:
-            continue
-        sources = np.linspace(0, half - 1, k).astype(int)
-        src, src_points = ds.render(identity, ds.pose(identity, sources), True)
-        target_pose = ds.pose(identity, np.sort(order))
-        truth, points = ds.render(identity, target_pose, True)
-        closed_pose = replace(target_pose, mouth=0.0)
-        closed, closed_points = ds.render(identity, closed_pose, True)
-        out.append({"identity": identity, "sources": src, "source_points": src_points,
-                    "truth": truth, "points": points, "closed": closed,
-                    "closed_points": closed_points, "mouth": target_pose.mouth})
-    return out
-
-
-def mouth_mask(truth: torch.Tensor, closed: torch.Tensor) -> torch.Tensor:
-    return (truth - closed).abs().amax(dim=1) > 0.03
-
-
-def e_hat_of(model, person) -> torch.Tensor:
-    size = model.config.image_size
-    with torch.no_grad():
-        _, e_hat = model.embedder(person["sources"][None],
-                                  draw_landmarks(person["source_points"], size)[None])
-    return e_hat[0]
-
-
-def generate(G, e_hat, points, size) -> torch.Tensor:
-    with torch.no_grad():
-        return G(draw_landmarks(points, size), e_hat.expand(len(points), -1)).float()
-
 
 def mouth_recall(model, G, people) -> float:
     size = model.config.image_size
-    hits = torch.cat([attribute_recall(generate(G, p["e_hat"], p["points"], size), p["truth"],
-                                       p["closed"]) for p in people])
+    hits = []
+    for p in people:
+        with torch.no_grad():
+            frames = G(draw_landmarks(p["points"], size), p["e_hat"].expand(len(p["points"]), -1))
+        hits.append(attribute_recall(frames.float(), p["truth"], p["shut"]))
+    hits = torch.cat(hits)
     return float(hits[~hits.isnan()].mean())
+
+
+def with_e_hat(model, people: list[dict]) -> list[dict]:
+    size = model.config.image_size
+    for person in people:
+        with torch.no_grad():
+            person["e_hat"] = model.embedder(
+                person["sources"][None], draw_landmarks(person["source_points"], size)[None])[1][0]
+    return people
 
 
 def bottleneck(G, landmark_images) -> torch.Tensor:
@@ -145,10 +110,11 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int):
         batch = [people_for_training[i] for i in rng.choice(len(people_for_training), 8)]
         rows = [int(rng.integers(len(p["truth"]))) for p in batch]
         truth = torch.stack([p["truth"][r] for p, r in zip(batch, rows)])
-        closed = torch.stack([p["closed"][r] for p, r in zip(batch, rows)])
+        closed = torch.stack([p["shut"][r] for p, r in zip(batch, rows)])
         images = draw_landmarks(torch.stack([p["points"][r] for p, r in zip(batch, rows)]), size)
         e_hat = torch.stack([p["e_hat"] for p in batch])
-        pixel_weight = 1 + (weight - 1) * mouth_mask(truth, closed)[:, None].float()
+        mouth = (truth - closed).abs().amax(dim=1, keepdim=True) > 0.03
+        pixel_weight = 1 + (weight - 1) * mouth.float()
         loss = 10 * ((G(images, e_hat) - truth).abs() * pixel_weight).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,41 +137,17 @@ def main() -> None:
     model = load_trained(args.checkpoint) if args.checkpoint else load_pretrained(args.pretrained)
     model.eval()
     size = model.config.image_size
+    results = {"model": args.checkpoint or args.pretrained,
+               **mouth_diagnosis(model, args.identities, seed=args.seed),
+               "probe_r2": probe(model, args.seed)}
     test = SynthHeads("test", num_identities=args.identities, num_videos_per_identity=1,
                       frames_per_video=64, size=size, seed=args.seed)
-    people = speaking_frames(test, range(args.identities))
-    for person in people:
-        person["e_hat"] = e_hat_of(model, person)
-    shares, errors, responses = [], [], []
-    d_real, d_closed = [], []
-    for p in people:
-        mask = mouth_mask(p["truth"], p["closed"])
-        opened = generate(model.generator, p["e_hat"], p["points"], size)
-        shut = generate(model.generator, p["e_hat"], p["closed_points"], size)
-        error = (opened - p["truth"]).abs().mean(1)
-        shares.append(float(mask.float().mean()))
-        errors.append(float(error[mask].sum() / error.sum()))
-        responses.append(float((opened - shut).abs().mean(1)[mask].mean()
-                               / (p["truth"] - p["closed"]).abs().mean(1)[mask].mean()))
-        d_real.append(discriminator_scores(model, p["truth"], p["points"], p["e_hat"]))
-        d_closed.append(discriminator_scores(model, p["closed"], p["points"], p["e_hat"]))
-    real, closed = torch.cat(d_real), torch.cat(d_closed)
-    results = {
-        "model": args.checkpoint or args.pretrained, "speaking_frames": sum(len(p["truth"])
-                                                                         for p in people),
-        "mouth_pixel_share": float(np.mean(shares)),
-        "mouth_error_share": float(np.mean(errors)),
-        "g_response": float(np.mean(responses)),
-        "probe_r2": probe(model, args.seed),
-        "d_real_above_closed": float((real > closed).float().mean()),
-        "d_score_gap": float((real - closed).mean()),
-        "mouth_recall_before": mouth_recall(model, model.generator, people),
-    }
-    train_people = speaking_frames(
-        SynthHeads("train", num_identities=200, num_videos_per_identity=1, frames_per_video=64,
-                   size=size, seed=args.seed + 2), range(200), per_person=8, speaking=False)
-    for person in train_people:
-        person["e_hat"] = e_hat_of(model, person)
+    people = with_e_hat(model, [e for i in range(args.identities)
+                                if (e := speaking_episode(test, i)) is not None])
+    train = SynthHeads("train", num_identities=200, num_videos_per_identity=1,
+                       frames_per_video=64, size=size, seed=args.seed + 2)
+    train_people = with_e_hat(model, [speaking_episode(train, i, per_person=8, speaking=False)
+                                      for i in range(200)])
     for weight in (1.0, args.weight):
         G = train_g(model, train_people, args.steps, weight, args.seed)
         results[f"mouth_recall_after_{args.steps}_steps_weight_{weight:g}"] = \

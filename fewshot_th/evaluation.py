@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import COUNTERFACTUALS, SynthHeads, distant_poses
+from .data import COUNTERFACTUALS, Pose, SynthHeads, distant_poses
 from .finetune import few_shot
 from .identity import csim, load_identity_net
 from .landmarks import draw_landmarks
@@ -37,7 +37,8 @@ from .metrics import (
 
 __all__ = ["evaluate_feed_forward", "evaluate_few_shot", "scores_table", "attribute_table",
            "by_target_kind", "TARGET_KINDS", "PAPER_TABLE1", "embedding_detail_gap",
-           "discriminator_scores"]
+           "discriminator_scores", "method_examples", "speaking_episode", "mouth_diagnosis",
+           "SPEAKING"]
 
 TARGET_KINDS = ("same-video", "pose-distant")
 FRAMES_PER_VIDEO, NUM_TARGETS = 64, 8
@@ -258,6 +259,124 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                 results[kind][k]["FF"]["d_real_above_fake"] = float((real > fake).float().mean())
     bar.close()
     return results
+
+
+def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "same-video",
+                    modes: tuple[str, ...] = ("ff", "ft"), seed: int = 0,
+                    num_identities: int = 20) -> dict[str, torch.Tensor]:
+    """The pictures to put beside a results table: for each test person in ``identities``,
+    the target of ``kind`` where the mouth is open widest, drawn by every method of
+    ``evaluate_few_shot`` (same protocol, K sources drawn for each person). Returns
+    ``{"truth": (N, 3, H, W), "FF": ..., "FT": ..., "nearest-landmark source": ...,
+    "mean of sources": ...}``, one frame per person in the order given."""
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"kind must be one of {TARGET_KINDS}, got {kind!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= FRAMES_PER_VIDEO // 2:
+        raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
+    if not modes or any(mode not in ("ff", "ft") for mode in modes):
+        raise ValueError(f"modes must be a non-empty choice of 'ff' and 'ft', got {modes!r}")
+    test = SynthHeads("test", num_identities=num_identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
+                      seed=seed)
+    out = {name: [] for name in ("truth", *(m.upper() for m in modes),
+                                 "nearest-landmark source", "mean of sources")}
+    model.eval()
+    for identity in identities:
+        pose = _target_pose(test, test._identity(identity), kind)
+        widest = int(np.argmax(pose.mouth))
+        truth, points = test.render(identity, pose[widest:widest + 1], True)
+        rng = np.random.default_rng([seed, TARGET_KINDS.index(kind), k, 1 + identity])
+        sources, source_points = test.render(identity, _source_pose(test, identity, kind, k,
+                                                                    rng), True)
+        nearest = torch.cdist(points.flatten(1), source_points.flatten(1)).argmin(1)
+        out["truth"].append(truth)
+        for mode in modes:
+            personal = few_shot(model, sources, source_points, mode=mode, seed=identity,
+                                progress=False)
+            out[mode.upper()].append(personal.render(points))
+        out["nearest-landmark source"].append(sources[nearest])
+        out["mean of sources"].append(sources.mean(0, keepdim=True))
+    return {name: torch.cat(frames) for name, frames in out.items()}
+
+
+SPEAKING = 0.4  # a mouth opening from which a frame counts as speaking (0 shut, 1 widest)
+
+
+def speaking_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int = 4,
+                     speaking: bool = True) -> dict | None:
+    """One test person's K sources (evenly spaced over the first half of the video) and
+    targets from its second half: the ``per_person`` frames where the mouth is open widest,
+    if at least ``SPEAKING`` (``speaking``; ``None`` if the person never opens it that far),
+    else ``per_person`` evenly spaced frames. With the targets' landmarks and the same frames
+    with the mouth shut (``SynthHeads.counterfactual``) and their landmarks."""
+    pose = test.pose(identity)
+    half = test.frames_per_video // 2
+    if speaking:
+        chosen = half + np.argsort(-pose.mouth[half:])[:per_person]
+        chosen = np.sort(chosen[pose.mouth[chosen] >= SPEAKING])
+        if len(chosen) == 0:
+            return None
+    else:
+        chosen = np.linspace(half, test.frames_per_video - 1, per_person).astype(int)
+    sources, source_points = test.render(identity, test.pose(
+        identity, np.linspace(0, half - 1, k).astype(int)), True)
+    target_pose = test.pose(identity, chosen)
+    truth, points = test.render(identity, target_pose, True)
+    shut_pose = Pose(**{**target_pose.as_arrays(), "mouth": 0.0})
+    shut, shut_points = test.render(identity, shut_pose, True)
+    return {"identity": identity, "sources": sources, "source_points": source_points,
+            "truth": truth, "points": points, "shut": shut, "shut_points": shut_points}
+
+
+def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> dict:
+    """Why a model does or does not open the mouth, on the frames where held-out people speak
+    (``speaking_episode``), feed-forward from K frames. The mouth pixels are those where the
+    true frame and the same frame with the mouth shut differ by more than 0.03. Returns
+
+    * ``frames``: how many speaking frames were scored;
+    * ``pixel_share``, ``error_share``: the mouth pixels' share of a frame, and of the
+      model's L1 error on it;
+    * ``g_response``: how much G's frame changes on the mouth pixels when the landmark image
+      opens the mouth (same ê), as a share of how much the true frame changes;
+    * ``d_real_above_shut``, ``d_gap``: how often the meta-learned D (with w0 + ê) scores the
+      real frame above the same frame with the mouth shut under the open mouth's landmarks,
+      and by how much on average;
+    * ``recall``: mouth-open recall (``attribute_recall``).
+    """
+    if isinstance(identities, bool) or not isinstance(identities, int) or identities < 1:
+        raise ValueError(f"identities must be a positive integer, got {identities!r}")
+    size = model.config.image_size
+    model.eval()
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=size, seed=seed)
+    tally = {name: [] for name in ("pixel_share", "error_share", "g_response", "recall")}
+    real, shut = [], []
+    for identity in range(identities):
+        episode = speaking_episode(test, identity, k)
+        if episode is None:
+            continue
+        person = few_shot(model, episode["sources"], episode["source_points"], progress=False)
+        opened, closed = person.render(episode["points"]), person.render(episode["shut_points"])
+        truth, counterfactual = episode["truth"], episode["shut"]
+        mouth = (truth - counterfactual).abs().amax(dim=1) > 0.03
+        error = (opened - truth).abs().mean(dim=1)
+        tally["pixel_share"].append(float(mouth.float().mean()))
+        tally["error_share"].append(float(error[mouth].sum() / error.sum().clamp_min(1e-12)))
+        tally["g_response"].append(float((opened - closed).abs().mean(dim=1)[mouth].mean()
+                                         / (truth - counterfactual).abs().mean(dim=1)[mouth]
+                                         .mean()))
+        tally["recall"].append(attribute_recall(opened, truth, counterfactual))
+        real.append(discriminator_scores(model, truth, episode["points"], person.e_hat))
+        shut.append(discriminator_scores(model, counterfactual, episode["points"],
+                                         person.e_hat))
+    if not real:
+        raise ValueError(f"none of the {identities} test people speaks with the mouth open "
+                         f"at least {SPEAKING}: use more identities")
+    recall = torch.cat(tally.pop("recall"))
+    real, shut = torch.cat(real), torch.cat(shut)
+    return {"frames": len(real), **{name: float(np.mean(v)) for name, v in tally.items()},
+            "d_real_above_shut": float((real > shut).float().mean()),
+            "d_gap": float((real - shut).mean()), "recall": float(recall[~recall.isnan()].mean())}
 
 
 def _feature_distance(net, real: torch.Tensor, fake: torch.Tensor) -> float:

@@ -55,6 +55,22 @@ def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = 
     return fig
 
 
+def show_methods(examples: dict[str, torch.Tensor], size: float = 1.5,
+                 suptitle: str | None = None):
+    """The same frames drawn by several methods: one row per method (``{name: (N, 3, H, W)}``,
+    e.g. ``fewshot_th.evaluation.method_examples``), one column per frame; the row's name
+    stands over its first frame. Returns the figure."""
+    if not examples:
+        raise ValueError("show_methods needs at least one method's frames")
+    counts = {name: len(frames) for name, frames in examples.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"every method needs the same number of frames, got {counts}")
+    n = next(iter(counts.values()))
+    images = [frame for frames in examples.values() for frame in frames]
+    titles = [name if i == 0 else "" for name in examples for i in range(n)]
+    return show_images(images, titles, ncols=n, size=size, suptitle=suptitle)
+
+
 def animate(videos: Sequence[torch.Tensor], titles: Sequence[str] | None = None,
             fps: int = 8, size: float = 2.2):
     """Play several ``(T, 3, H, W)`` videos side by side; returns a ``FuncAnimation``.

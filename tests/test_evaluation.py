@@ -15,6 +15,9 @@ from fewshot_th.evaluation import (
     PAPER_TABLE1,
     TARGET_KINDS,
     attribute_table,
+    method_examples,
+    mouth_diagnosis,
+    speaking_episode,
     embedding_detail_gap,
     evaluate_feed_forward,
     evaluate_few_shot,
@@ -289,3 +292,79 @@ def test_the_stored_evaluation_of_the_shipped_model_shows_the_papers_main_trends
         for k in ("1", "8", "32"):
             assert by_k[k]["FF"]["ssim"] == pytest.approx(shipped[kind][k]["model"]["ssim"],
                                                           abs=1e-6)
+
+
+def test_method_examples_draw_the_same_widest_open_frame_for_every_method(checkpoint):
+    from fewshot_th.plot import show_methods
+
+    model = load_trained(checkpoint[0])
+    examples = method_examples(model, identities=(0, 3), k=2, kind="pose-distant",
+                               num_identities=4)
+    assert list(examples) == ["truth", "FF", "FT", "nearest-landmark source",
+                              "mean of sources"]
+    assert all(frames.shape == (2, 3, 32, 32) for frames in examples.values())
+    test = SynthHeads("test", num_identities=4, num_videos_per_identity=1, frames_per_video=64,
+                      size=32)
+    pose = evaluation._target_pose(test, 3, "pose-distant")
+    widest = int(pose.mouth.argmax())
+    assert torch.equal(examples["truth"][1], test.render(3, pose[widest]))
+    fig = show_methods(examples)
+    assert len(fig.axes) == 10 and [ax.get_title() for ax in fig.axes[4:6]] == ["FT", ""]
+    with pytest.raises(ValueError, match="same number of frames"):
+        show_methods({"a": examples["FF"], "b": examples["FF"][:1]})
+    with pytest.raises(ValueError, match="kind must be"):
+        method_examples(model, kind="other")
+    with pytest.raises(ValueError, match="k must be"):
+        method_examples(model, k=0)
+
+
+def test_the_shipped_models_attribute_recall_is_what_its_stored_evaluation_says():
+    from fewshot_th.pretrained import ASSETS
+
+    stored = json.loads((ASSETS / "synthheads-cpu-evaluation.json").read_text())
+    expected = stored["scores"]["same-video"]["8"]["FF"]
+    model = fewshot_th.load_pretrained("synthheads-cpu")
+    # K = 1 first: the sources of K = 8 are drawn after K = 1's, as in the stored evaluation
+    now = evaluate_feed_forward(model, identities=stored["identities"], k_values=(1, 8),
+                                targets=("same-video",))["same-video"][8]["model"]
+    assert now["recall_frames"] == expected["recall_frames"]
+    for name, value in expected["recall"].items():
+        assert (now["recall"][name] is None) == (value is None), name
+        if value is not None:
+            assert now["recall"][name] == pytest.approx(value, abs=1e-9), name
+    for metric in ("ssim", "person_ssim", "d_accuracy", "fd", "fd_floor"):
+        assert now[metric] == pytest.approx(expected[metric], rel=1e-4), metric
+
+
+@pytest.mark.parametrize("draws", ["truth", "shut mouth"])
+def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_not(
+        checkpoint, monkeypatch, draws):
+    model = load_trained(checkpoint[0])
+    test = SynthHeads("test", num_identities=3, num_videos_per_identity=1, frames_per_video=64,
+                      size=32)
+    episodes = [e for i in range(3) if (e := speaking_episode(test, i)) is not None]
+    assert episodes and all(len(e["truth"]) == len(e["shut"]) for e in episodes)
+
+    class StandIn:  # draws the exact frames, or the same frames with the mouth shut
+        e_hat = torch.zeros(model.config.embedding_size)
+
+        def render(self, landmarks):
+            for e in episodes:
+                if torch.equal(landmarks, e["points"]):
+                    return e["truth"] if draws == "truth" else e["shut"]
+                if torch.equal(landmarks, e["shut_points"]):
+                    return e["shut"]
+            raise AssertionError("landmarks of no speaking target")
+
+    monkeypatch.setattr(evaluation, "few_shot", lambda *args, **kwargs: StandIn())
+    result = mouth_diagnosis(model, identities=3)
+    assert result["frames"] == sum(len(e["truth"]) for e in episodes)
+    assert 0 < result["pixel_share"] < 0.2
+    if draws == "truth":
+        assert result["recall"] == 1 and result["g_response"] == pytest.approx(1)
+        assert result["error_share"] == 0
+    else:
+        assert result["recall"] == 0 and result["g_response"] == 0
+        assert result["error_share"] > 0.85  # nearly all the error is on the mouth
+    with pytest.raises(ValueError, match="identities"):
+        mouth_diagnosis(model, identities=0)
