@@ -35,6 +35,7 @@ from fewshot_th.data import SynthHeads  # noqa: E402
 from fewshot_th.evaluation import evaluate_feed_forward  # noqa: E402
 from fewshot_th.losses import content_loss_from  # noqa: E402
 from fewshot_th.meta import TalkingHeadModel, Trainer  # noqa: E402
+from fewshot_th.pretrained import load_pretrained, load_trained  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in --out")
+    parser.add_argument("--start-from", metavar="MODEL",
+                        help="a warm start: E and G from this shipped model (or checkpoint "
+                             ".json), D afresh")
     args = parser.parse_args(argv)
 
     try:
@@ -136,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resumed at step {trainer.step}, {trainer.seconds / 60:.1f} minutes", flush=True)
     elif log.exists() and log.stat().st_size:
         raise SystemExit(f"time_to_quality.py: {log} exists: --resume it or choose another --out")
+    elif args.start_from:
+        trainer.start_from(load_trained(args.start_from) if args.start_from.endswith(".json")
+                           else load_pretrained(args.start_from), args.start_from)
     print(f"{machine()}; recipe: {train}; model: {config}", flush=True)
     while True:
         trained = trainer.seconds

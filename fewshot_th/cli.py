@@ -84,6 +84,17 @@ def _train_here(args: argparse.Namespace) -> int:
             print(f"fewshot-th train: cannot resume: {error}", file=sys.stderr)
             return 2
         print(f"resumed {args.out} at step {step}")
+    elif args.start_from:
+        from .pretrained import load_pretrained, load_trained
+
+        try:
+            trained = (load_trained(args.start_from) if args.start_from.endswith(".json")
+                       else load_pretrained(args.start_from))
+            trainer.start_from(trained, args.start_from)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"fewshot-th train: cannot start from {args.start_from}: {error}",
+                  file=sys.stderr)
+            return 2
     try:
         trainer.run(args.steps, max_seconds=args.minutes * 60 if args.minutes else None)
     except TrainingDiverged as error:
@@ -169,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="stop after this many minutes of training (and save), even before "
                             "--steps")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    train.add_argument("--start-from", metavar="MODEL",
+                       help="a warm start: E and G from this shipped model (or checkpoint .json), "
+                            "D afresh")
     train.add_argument("--identities", type=int, default=1000)
     train.add_argument("--videos-per-identity", type=int, default=2)
     train.add_argument("--frames", type=int, default=32, help="frames per video")

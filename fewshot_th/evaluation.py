@@ -16,11 +16,13 @@ discriminator tells real frames from generated ones.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import COUNTERFACTUALS, Pose, SynthHeads, distant_poses
+from .data import COUNTERFACTUALS, SynthHeads, distant_poses
 from .finetune import few_shot
 from .identity import csim, load_identity_net
 from .landmarks import draw_landmarks
@@ -322,8 +324,7 @@ def speaking_episode(test: SynthHeads, identity: int, k: int = 8, per_person: in
         identity, np.linspace(0, half - 1, k).astype(int)), True)
     target_pose = test.pose(identity, chosen)
     truth, points = test.render(identity, target_pose, True)
-    shut_pose = Pose(**{**target_pose.as_arrays(), "mouth": 0.0})
-    shut, shut_points = test.render(identity, shut_pose, True)
+    shut, shut_points = test.render(identity, replace(target_pose, mouth=0.0), True)
     return {"identity": identity, "sources": sources, "source_points": source_points,
             "truth": truth, "points": points, "shut": shut, "shut_points": shut_points}
 

@@ -302,6 +302,7 @@ class Trainer:
             lr=train.lr_d, betas=train.betas)
         self.step = 0
         self.seconds = 0.0  # wall-clock seconds of training so far, over every resumed leg
+        self.started_from: str | None = None  # whose E and G a warm start copied
         self.last_checkpoint: Path | None = None
         import torch.distributed as dist
 
@@ -324,6 +325,7 @@ class Trainer:
         meta = {"model_config": self.model.config.as_dict(),
                 "train_config": self.train_config.as_dict(), "seed": self.seed,
                 "num_videos": len(self.videos), "train_seconds": self.seconds,
+                "started_from": self.started_from,
                 "python_random": _jsonable(random.getstate()),
                 "numpy_random": _jsonable(np.random.get_state())}
         for prefix, optimizer in (("opt_eg", self.opt_eg), ("opt_d", self.opt_d)):
@@ -334,6 +336,22 @@ class Trainer:
         self.last_checkpoint = ckpt.save_checkpoint(self.out, self.step, tensors, meta,
                                                     keep=self.keep)
         return self.last_checkpoint
+
+    def start_from(self, trained: TalkingHeadModel, name: str) -> None:
+        """A warm start: copy E's and G's weights from ``trained`` (same sizes; e.g. a shipped
+        model) before the first step; D starts afresh. ``name`` is stored in every checkpoint,
+        so that the run says where it began."""
+        if self.step:
+            raise ValueError(f"a warm start comes before the first step; this run is at step "
+                             f"{self.step}")
+        for mine, theirs in ((self.model.embedder, trained.embedder),
+                             (self.model.generator, trained.generator)):
+            try:
+                mine.load_state_dict(theirs.state_dict())
+            except RuntimeError as error:  # sizes differ: name the first mismatch, briefly
+                raise ValueError(f"cannot start from {name}: its networks have other sizes "
+                                 f"({str(error).splitlines()[1].strip()})") from None
+        self.started_from = name
 
     def load(self, path: str | Path | None = None) -> int:
         """Resume from checkpoint ``path`` (default: the newest in ``out``); returns its step."""
@@ -358,6 +376,7 @@ class Trainer:
         np.random.set_state((state[0], np.array(state[1], dtype=np.uint32), *state[2:]))
         self.step = int(meta["step"])
         self.seconds = float(meta.get("train_seconds", 0.0))  # older checkpoints: unknown
+        self.started_from = meta.get("started_from")
         self.last_checkpoint = Path(path)
         return self.step
 

@@ -330,3 +330,45 @@ def test_bfloat16_autocast_runs_where_the_cpu_has_it_and_stays_close_to_float32(
     first_plain = plain.run(1, progress=False)[0]
     for key in ("cnt", "adv", "dsc"):  # same networks, same batch: close losses
         assert first_mixed[key] == pytest.approx(first_plain[key], rel=0.05, abs=0.02), key
+
+
+def test_a_warm_start_copies_e_and_g_leaves_d_afresh_and_is_recorded(videos, tmp_path):
+    torch.manual_seed(1)
+    trained = TalkingHeadModel.build(tiny(), num_videos=2)  # other weights, another W size
+    trainer = _trainer(videos, tmp_path)
+    fresh_d = {k: v.clone() for k, v in trainer.model.discriminator.state_dict().items()}
+    trainer.start_from(trained, "a test model")
+    for mine, theirs in ((trainer.model.embedder, trained.embedder),
+                         (trainer.model.generator, trained.generator)):
+        for name, value in theirs.state_dict().items():
+            assert torch.equal(mine.state_dict()[name], value), name
+    for name, value in trainer.model.discriminator.state_dict().items():
+        assert torch.equal(value, fresh_d[name]), name
+    trainer.run(1, progress=False)
+    meta = json.loads(trainer.save().read_text())
+    assert meta["started_from"] == "a test model"
+    resumed = _trainer(videos, tmp_path)
+    resumed.load()
+    assert resumed.started_from == "a test model"
+    with pytest.raises(ValueError, match="before the first step"):
+        trainer.start_from(trained, "again")
+    other = TalkingHeadModel.build(tiny().with_changes(min_channels=4), num_videos=2)
+    with pytest.raises(ValueError, match="other sizes"):
+        _trainer(videos, tmp_path / "b").start_from(other, "a smaller model")
+
+
+def test_command_line_warm_start_from_a_checkpoint_and_a_clear_error_for_a_bad_one(tmp_path):
+    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--identities",
+               "2", "--frames", "4", "--sample-every", "0", "--steps", "1"]
+    first = subprocess.run(command + ["--out", str(tmp_path / "a")], capture_output=True,
+                           text=True)
+    assert first.returncode == 0, first.stderr
+    source = ckpt.latest_checkpoint(tmp_path / "a")
+    warm = subprocess.run(command + ["--out", str(tmp_path / "b"), "--start-from", str(source)],
+                          capture_output=True, text=True)
+    assert warm.returncode == 0, warm.stderr
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "b").read_text())
+    assert meta["started_from"] == str(source)
+    bad = subprocess.run(command + ["--out", str(tmp_path / "c"), "--start-from",
+                                    "synthheads-cpu"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "other sizes" in bad.stderr and "Traceback" not in bad.stderr

@@ -383,7 +383,7 @@ class SynthHeads(torch.utils.data.Dataset):
         """``identity`` in ``pose`` with one thing changed, for ``attribute_recall``.
 
         ``attribute`` is one of ``COUNTERFACTUALS``: ``"mouth open"`` closes the mouth (the
-        rest of the pose kept: landmarks move only on the lips); ``"glasses"`` and the one-sided
+        rest of the pose kept: only the lips and the jaw move); ``"glasses"`` and the one-sided
         details (``"streak"``, ``"earring"``, ``"mark"``) take them off; the colours
         (``"hair"``, ``"clothes"``, ``"skin"``, ``"lips"``, ``"background"``) are replaced by
         those of person ``other`` (default: the next identity). Returns the frames (shaped as
