@@ -6,7 +6,8 @@ pose-distant targets from K frames of a calm clip, scored against the exact fram
 SSIM and L1, and identity retrieval (is the generated frame closer to the true identity's
 render of that pose than to the other test identities' renders of the same pose?). Two
 copying baselines are scored the same way: the mean of the K source frames, and the source
-frame whose landmarks are closest to the target's.
+frame whose landmarks are closest to the target's. Then what a viewer sees: attribute recall
+and D's accuracy (``fewshot_th.evaluation.attribute_table``), for each kind of target.
 
     python bench/pretrained_quality.py --pretrained synthheads-cpu
     python bench/pretrained_quality.py --checkpoint /path/to/step-00004000.json
@@ -20,7 +21,7 @@ import json
 import numpy as np
 import torch
 
-from fewshot_th.evaluation import evaluate_feed_forward
+from fewshot_th.evaluation import attribute_table, evaluate_feed_forward
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 
@@ -56,6 +57,8 @@ def main() -> None:
               f"± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f} (standard error), better for "
               f"{int((gain > 0).sum())} of {len(gain)} identities; detail L1 "
               f"{by_k[low]['model']['detail_l1']:.3f} -> {by_k[high]['model']['detail_l1']:.3f}")
+    for kind in results:
+        print(f"\nattribute recall, {kind} targets:\n{attribute_table(results, kind)}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)
