@@ -277,6 +277,10 @@ def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "sam
         raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
     if not modes or any(mode not in ("ff", "ft") for mode in modes):
         raise ValueError(f"modes must be a non-empty choice of 'ff' and 'ft', got {modes!r}")
+    if not identities or any(isinstance(i, bool) or not isinstance(i, (int, np.integer))
+                             or not 0 <= i < num_identities for i in identities):
+        raise ValueError(f"identities must be test people from 0 to {num_identities - 1}, "
+                         f"got {identities!r}")
     test = SynthHeads("test", num_identities=num_identities, num_videos_per_identity=1,
                       frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
                       seed=seed)
@@ -284,7 +288,7 @@ def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "sam
                                  "nearest-landmark source", "mean of sources")}
     model.eval()
     for identity in identities:
-        pose = _target_pose(test, test._identity(identity), kind)
+        pose = _target_pose(test, identity, kind)
         widest = int(np.argmax(pose.mouth))
         truth, points = test.render(identity, pose[widest:widest + 1], True)
         rng = np.random.default_rng([seed, TARGET_KINDS.index(kind), k, 1 + identity])

@@ -15,13 +15,13 @@ from fewshot_th.evaluation import (
     PAPER_TABLE1,
     TARGET_KINDS,
     attribute_table,
-    method_examples,
-    mouth_diagnosis,
-    speaking_episode,
     embedding_detail_gap,
     evaluate_feed_forward,
     evaluate_few_shot,
+    method_examples,
+    mouth_diagnosis,
     scores_table,
+    speaking_episode,
 )
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, Trainer
@@ -316,6 +316,8 @@ def test_method_examples_draw_the_same_widest_open_frame_for_every_method(checkp
         method_examples(model, kind="other")
     with pytest.raises(ValueError, match="k must be"):
         method_examples(model, k=0)
+    with pytest.raises(ValueError, match="test people from 0 to 19"):
+        method_examples(model, identities=(0, 20))
 
 
 def test_the_shipped_models_attribute_recall_is_what_its_stored_evaluation_says():
