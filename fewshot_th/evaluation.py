@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import COUNTERFACTUALS, SynthHeads, distant_poses
+from .fid import fid as inception_fid
 from .finetune import few_shot
 from .identity import csim, load_identity_net
 from .landmarks import draw_landmarks
@@ -187,8 +188,6 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
       (``discriminator_scores``), and ``d_real_above_fake``, the share of targets whose real
       frame D scores above the FF frame.
     """
-    from .fid import fid as inception_fid
-
     half = FRAMES_PER_VIDEO // 2
     if isinstance(identities, bool) or not isinstance(identities, int) or identities < 2 or \
             not k_values or min(k_values) < 1 or max(k_values) > half:
