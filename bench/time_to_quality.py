@@ -165,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
                       f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f} "
                       f"(nearest copy {copy8['ssim']:.3f}); SSIM K=1 "
                       f"{by_k[1]['model']['ssim']:.3f} K=32 {by_k[32]['model']['ssim']:.3f}; "
-                      "; recall " + ", ".join(f"{name} {s8['recall'][name]}"[:len(name) + 5]
-                                              for name in RECALL_SHOWN)
+                      "recall " + ", ".join(
+                          f"{name} " + ("-" if s8["recall"][name] is None
+                                        else f"{s8['recall'][name]:.2f}")
+                          for name in RECALL_SHOWN)
                       + f"; D accuracy {s8['d_accuracy']:.2f}", flush=True)
             while next_eval <= trained + 1e-9:
                 next_eval += args.eval_every * 60

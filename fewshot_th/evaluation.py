@@ -314,8 +314,12 @@ def speaking_episode(test: SynthHeads, identity: int, k: int = 8, per_person: in
     if at least ``SPEAKING`` (``speaking``; ``None`` if the person never opens it that far),
     else ``per_person`` evenly spaced frames. With the targets' landmarks and the same frames
     with the mouth shut (``SynthHeads.counterfactual``) and their landmarks."""
-    pose = test.pose(identity)
     half = test.frames_per_video // 2
+    for name, value, high in (("k", k, half), ("per_person", per_person, half)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ValueError(f"{name} must be an integer from 1 to {high} (half the video), "
+                             f"got {value!r}")
+    pose = test.pose(identity)
     if speaking:
         chosen = half + np.argsort(-pose.mouth[half:])[:per_person]
         chosen = np.sort(chosen[pose.mouth[chosen] >= SPEAKING])

@@ -370,3 +370,5 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
         assert result["error_share"] > 0.85  # nearly all the error is on the mouth
     with pytest.raises(ValueError, match="identities"):
         mouth_diagnosis(model, identities=0)
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
+        mouth_diagnosis(model, identities=3, k=0)
