@@ -13,7 +13,7 @@ export FEWSHOT_TH_PROFILE ?= cpu
 # through the environment would silently drop every figure from the book.
 unexport MPLBACKEND
 
-.PHONY: venv book test bench figures outputs clean
+.PHONY: venv book check-book test bench figures outputs clean
 
 venv: $(STAMP)
 
@@ -24,10 +24,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[book,test]"
 	touch $(STAMP)
 
-# Build the HTML book, executing every chapter (cached: unchanged chapters are not re-run).
+# Build the HTML book, executing every chapter (cached: unchanged chapters are not re-run),
+# then check it as a reader meets it. The pages carry their own MathJax, RequireJS and widget
+# manager (fetched once from the npm registry; book/_ext/local_js.py), so the book reads
+# without internet; FEWSHOT_TH_BOOK_JS=cdn loads them from CDNs instead.
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(MAKE) check-book
 	@echo "open _build/html/index.html"
+
+# Every chapter page: no script from the internet, no broken image or link, no error text or
+# Markdown printed as text; in headless chromium (when installed) no raw TeX and every widget
+# rendered. SHOTS=dir also saves a screenshot of each chapter.
+check-book:
+	$(BIN)/python book/check_html.py _build/html $(if $(SHOTS),--shots $(SHOTS))
 
 # Every test in one pytest run: unit tests, a book build that must have no warnings
 # (tests/test_book.py) and every chapter under nbval (pytest options in pyproject.toml).

@@ -41,7 +41,7 @@ from .metrics import (
 __all__ = ["evaluate_feed_forward", "evaluate_few_shot", "scores_table", "attribute_table",
            "by_target_kind", "TARGET_KINDS", "PAPER_TABLE1", "embedding_detail_gap",
            "discriminator_scores", "method_examples", "speaking_episode", "mouth_diagnosis",
-           "SPEAKING"]
+           "SPEAKING", "markdown_table"]
 
 TARGET_KINDS = ("same-video", "pose-distant")
 FRAMES_PER_VIDEO, NUM_TARGETS = 64, 8
@@ -519,6 +519,22 @@ def attribute_table(results: dict, kind: str = "same-video") -> str:
 
 def _number(value, digits: int) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def markdown_table(columns, rows) -> str:
+    """A Markdown table: ``columns`` are the header's cells, each row as many cells (any
+    values; shown with ``str``). Display it with ``IPython.display.Markdown`` so that the book
+    renders a table, not text with pipes."""
+    columns = [str(c) for c in columns]
+    if not columns:
+        raise ValueError("markdown_table needs at least one column")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for number, row in enumerate(rows):
+        cells = [str(c).replace("|", "\\|") for c in row]
+        if len(cells) != len(columns):
+            raise ValueError(f"row {number} has {len(cells)} cells for {len(columns)} columns")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def embedding_detail_gap(model, identities: int = 20, seed: int = 0, k: int = 32) -> dict:

@@ -114,3 +114,16 @@ def test_book_builds_without_warnings():
     page = (output / "_build" / "html" / "book" / "01_talking_heads_and_landmarks.html")
     assert "application/vnd.jupyter.widget-view+json" in page.read_text(), \
         "the widgets must be in the HTML"
+    local_mathjax = 0
+    for chapter in CHAPTERS:
+        html = (output / "_build" / "html" / "book" / f"{chapter.stem}.html").read_text()
+        assert "REPOSITORY = " not in html, f"{chapter.name}: the set-up cell shows in the HTML"
+        local_mathjax += '_static/mathjax/tex-mml-chtml.js"' in html
+    assert local_mathjax >= len(CHAPTERS) // 2, "the chapters with equations load MathJax locally"
+    # As a reader meets it: no CDN script, no broken image or link, no error text or Markdown
+    # printed as text; in chromium (when installed) no raw TeX and every widget rendered.
+    sys.path.insert(0, str(ROOT / "book"))
+    import check_html
+
+    report = check_html.check_book(output / "_build" / "html")
+    assert not any(report.values()), {page: p for page, p in report.items() if p}
