@@ -1,29 +1,69 @@
 """Safe, atomic checkpoints: tensors in safetensors, everything else in JSON.
 
 A checkpoint ``step-00001000`` is two files, ``.safetensors`` (tensors only: loading it cannot
-execute code, unlike a pickle) and ``.json`` (configuration, counters, RNG states). Each file
-is written under a temporary name and renamed into place, and the JSON is written last: a
-checkpoint exists only once both files are complete, so a kill during saving never corrupts
-the last good one.
+execute code, unlike a pickle) and ``.json`` (configuration, counters, RNG states, and the
+SHA-256 of the tensor file). Each file is written under a temporary name, flushed to disk
+(fsync) and renamed into place, and the JSON is written last: a checkpoint exists only once
+both files are complete, so a kill or a power cut during saving never corrupts the last good
+one. Loading checks the checksum, so a file damaged later is named, not trained on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
-           "flatten_optimizer", "unflatten_optimizer", "pack_checkpoint", "unpack_checkpoint"]
+           "load_latest_intact", "clean_directory", "CheckpointError", "flatten_optimizer",
+           "unflatten_optimizer", "pack_checkpoint", "unpack_checkpoint"]
+
+CHECKSUM = "tensors_sha256"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is incomplete, unreadable or corrupt (the message names its file)."""
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        if not directory:  # some file systems cannot sync a directory; a file must sync
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def _atomic_write(path: Path, write) -> None:
+    """``write(temporary)``, flush it to disk, then rename it to ``path``: ``path`` is either
+    the old file or the complete new one. A failed write (e.g. a full disk) leaves nothing."""
     temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)  # atomic on POSIX and Windows
+    try:
+        write(temporary)
+        _fsync(temporary)
+        os.replace(temporary, path)  # atomic on POSIX and Windows
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent, directory=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -36,9 +76,25 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint in ``directory``, or ``None``."""
+    """The newest complete checkpoint in ``directory``, or ``None`` (not checked for damage:
+    ``load_latest_intact`` is)."""
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def clean_directory(directory: str | os.PathLike) -> list[Path]:
+    """Remove what an interrupted save leaves behind in a run directory: temporary files, and
+    tensor files whose JSON was never written (a kill between the two writes, or during the
+    pruning of old checkpoints). Returns the removed paths."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = [p for p in directory.glob(".step-*.tmp")]
+    removed += [p for p in directory.glob("step-*.safetensors")
+                if not p.with_suffix(".json").exists()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, torch.Tensor],
@@ -53,9 +109,14 @@ def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, 
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / f"step-{step:08d}"
     cpu_tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(stem.with_suffix(".safetensors"),
-                  lambda p: save_file(cpu_tensors, str(p)))
-    text = json.dumps({**meta, "step": step}, indent=1, sort_keys=True)
+    checksum = {}
+
+    def write_tensors(path: Path) -> None:
+        save_file(cpu_tensors, str(path))
+        checksum[CHECKSUM] = _sha256(path)
+
+    _atomic_write(stem.with_suffix(".safetensors"), write_tensors)
+    text = json.dumps({**meta, **checksum, "step": step}, indent=1, sort_keys=True)
     _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(text))
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink()
@@ -66,7 +127,9 @@ def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """``(tensors, meta)`` of a checkpoint, given its ``.json`` or ``.safetensors`` path.
 
-    Only safetensors and JSON are read: nothing in the files can run as code.
+    Only safetensors and JSON are read: nothing in the files can run as code. A file that is
+    missing raises ``FileNotFoundError``; one that is truncated, unreadable or does not match
+    the checksum saved with it raises ``CheckpointError`` naming it.
     """
     path = Path(path)
     if path.suffix not in (".json", ".safetensors"):
@@ -75,7 +138,43 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     for p in (meta_path, tensor_path):
         if not p.exists():
             raise FileNotFoundError(f"checkpoint file {p} is missing")
-    return load_file(str(tensor_path)), json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or "step" not in meta:
+            raise ValueError("no step in it")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"checkpoint file {meta_path} is damaged ({error})") from None
+    expected = meta.pop(CHECKSUM, None)  # checkpoints written before checksums: unchecked
+    if expected is not None and _sha256(tensor_path) != expected:
+        raise CheckpointError(f"checkpoint file {tensor_path} is corrupt: it does not match "
+                              "the SHA-256 saved with it")
+    try:
+        tensors = load_file(str(tensor_path))
+    except Exception as error:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(f"checkpoint file {tensor_path} is damaged ({error})") from None
+    return tensors, meta
+
+
+def load_latest_intact(directory: str | os.PathLike, check=None):
+    """``(path, tensors, meta)`` of the newest checkpoint in ``directory`` that loads (and,
+    given ``check(tensors, meta)``, passes it: it raises ``CheckpointError`` to reject one).
+    Damaged newer ones are skipped with a warning that names them; ``CheckpointError`` if
+    none is intact, ``FileNotFoundError`` if there is none."""
+    found = list_checkpoints(directory)
+    if not found:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    problems = []
+    for path in reversed(found):
+        try:
+            tensors, meta = load_checkpoint(path)
+            if check is not None:
+                check(tensors, meta)
+        except CheckpointError as error:
+            warnings.warn(f"skipping checkpoint {path.name}: {error}", stacklevel=2)
+            problems.append(str(error))
+            continue
+        return path, tensors, meta
+    raise CheckpointError(f"no intact checkpoint in {directory}: " + "; ".join(problems))
 
 
 def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str):

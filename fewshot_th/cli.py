@@ -47,42 +47,56 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_here(args: argparse.Namespace) -> int:
+    import torch
+    import torch.distributed as dist
+
     from .data import SynthHeads
     from .losses import FeatureWeightsMissing, content_loss_from
     from .meta import TalkingHeadModel, Trainer, TrainingDiverged
 
+    def fail(message: str) -> int:
+        print(f"fewshot-th train: {message}", file=sys.stderr)
+        return 2
+
     try:
         config = with_assignments(profile(args.profile), args.model)
         train = with_assignments(training(args.profile), args.set)
+        if args.content:
+            terms = dict(train.content)
+            train = train.with_changes(content=tuple(
+                (name, terms.get(name, 1.0 if name != "pixel" else 10.0))
+                for name in args.content))
+        if args.batch_size is not None:
+            train = train.with_changes(batch_size=args.batch_size)
     except ValueError as error:
-        print(f"fewshot-th train: {error}", file=sys.stderr)
-        return 2
-    if args.content:
-        terms = dict(train.content)
-        train = train.with_changes(content=tuple(
-            (name, terms.get(name, 1.0 if name != "pixel" else 10.0)) for name in args.content))
-    if args.batch_size:
-        train = train.with_changes(batch_size=args.batch_size)
+        return fail(str(error))
     videos = SynthHeads("train", num_identities=args.identities,
                         num_videos_per_identity=args.videos_per_identity,
                         frames_per_video=args.frames, size=config.image_size, seed=args.seed)
+    processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if train.batch_size * processes > len(videos):
+        return fail(f"a batch of {train.batch_size} videos per process ({processes} "
+                    f"process(es)) needs at least that many training videos; there are "
+                    f"{len(videos)} (--identities x --videos-per-identity)")
     try:
         content = content_loss_from(train.content, vgg19_path=args.vgg19,
                                     vggface_path=args.vggface, synthface_path=args.synthface)
     except FeatureWeightsMissing as error:
-        print(f"fewshot-th train: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
+    torch.manual_seed(args.seed)  # the same --seed starts from the same weights
     model = TalkingHeadModel.build(config, num_videos=len(videos))
-    trainer = Trainer(model, videos, train, content, args.out, seed=args.seed,
-                      checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                      device=args.device, num_workers=args.workers,
-                      mixed_precision=not args.fp32)
+    try:
+        trainer = Trainer(model, videos, train, content, args.out, seed=args.seed,
+                          checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                          device=args.device, num_workers=args.workers,
+                          mixed_precision=not args.fp32, overwrite=args.overwrite)
+    except ValueError as error:
+        return fail(str(error))
     if args.resume:
         try:
             step = trainer.load()
         except (FileNotFoundError, ValueError) as error:
-            print(f"fewshot-th train: cannot resume: {error}", file=sys.stderr)
-            return 2
+            return fail(f"cannot resume: {error}")
         print(f"resumed {args.out} at step {step}")
     elif args.start_from:
         from .pretrained import load_pretrained, load_trained
@@ -97,10 +111,16 @@ def _train_here(args: argparse.Namespace) -> int:
             return 2
     try:
         trainer.run(args.steps, max_seconds=args.minutes * 60 if args.minutes else None)
+        path = trainer.save()
     except TrainingDiverged as error:
         print(f"fewshot-th train: {error}", file=sys.stderr)
         return 3
-    path = trainer.save()
+    except ValueError as error:  # e.g. another run in --out
+        return fail(str(error))
+    except OSError as error:  # a full disk, a directory that became read-only
+        print(f"fewshot-th train: could not write to {args.out} ({error}); the last complete "
+              f"checkpoint is {trainer.last_checkpoint or 'none'}", file=sys.stderr)
+        return 4
     if path is not None:  # process 0 of a distributed run, or a single process
         print(f"step {trainer.step}: checkpoint {path}")
     return 0
@@ -180,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="stop after this many minutes of training (and save), even before "
                             "--steps")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="a fresh run may delete another run's checkpoints and log in --out")
     train.add_argument("--start-from", metavar="MODEL",
                        help="a warm start: E and G from this shipped model (or checkpoint .json), "
                             "D afresh")
@@ -234,12 +256,65 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--k values must be between 1 and 32")
         if args.ft_steps is not None and args.ft_steps < 0:
             parser.error("--ft-steps must be >= 0")
+        if args.seed < 0:
+            parser.error(f"--seed must be at least 0, got {args.seed}")
+        problem = _device_problem(args.device)
+        if problem:
+            parser.error(problem)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            parser.error(f"--out {args.out} is a file; give a directory for the results")
         return _evaluate(args)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    if args.minutes is not None and not args.minutes > 0:
-        parser.error("--minutes must be positive")
+    _check_train_arguments(parser, args)
     return _train(args)
+
+
+def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One clear error (exit status 2) for each bad flag, before anything is built."""
+    for flag, low in (("steps", 1), ("identities", 1), ("videos_per_identity", 1),
+                      ("frames", 2), ("seed", 0), ("checkpoint_every", 0),
+                      ("sample_every", 0), ("workers", 0)):
+        if getattr(args, flag) < low:
+            parser.error(f"--{flag.replace('_', '-')} must be at least {low}, got "
+                         f"{getattr(args, flag)}")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.minutes is not None and not 0 < args.minutes < float("inf"):
+        parser.error("--minutes must be positive")
+    if args.resume and (args.start_from or args.overwrite):
+        parser.error("--resume continues a run: it takes neither --start-from nor --overwrite")
+    problem = _device_problem(args.device)
+    if problem:
+        parser.error(problem)
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out {args.out} is a file; give a directory for the run")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, ".write-test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        parser.error(f"cannot write to --out {args.out}: {error.strerror or error}")
+
+
+def _device_problem(text: str) -> str | None:
+    """Why ``--device text`` cannot be used here, or None."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        return f"--device {text!r} is not a device: use cpu, cuda or cuda:N"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {text}: no CUDA GPU is available here (use --device cpu)"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return (f"--device {text}: there are {torch.cuda.device_count()} GPU(s), "
+                    f"numbered from 0")
+    elif device.type != "cpu":
+        return f"--device {text}: fewshot-th trains on cpu or cuda"
+    return None
 
 
 if __name__ == "__main__":

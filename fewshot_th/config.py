@@ -124,6 +124,16 @@ class ModelConfig:
                              f"for {deepest} down-sampling blocks")
         if self.adain_eps <= 0:
             raise ValueError(f"adain_eps must be positive, got {self.adain_eps}")
+        sizes = {"attention_down": [self.image_size // 2**i  # after a block of E, D or G
+                                    for i in range(1, deepest + 1)],
+                 "attention_up": [self.image_size // 2**i
+                                  for i in range(self.generator_up_blocks - 1, -1, -1)]}
+        for name, reachable in sizes.items():
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or any(v not in reachable for v in value):
+                raise ValueError(f"ModelConfig.{name} lists the sizes (in pixels) after which "
+                                 f"the networks attend; {value!r} is not a tuple of sizes "
+                                 f"they reach: {reachable}")
 
     def channels(self, num_blocks: int) -> list[int]:
         """Output channels of ``num_blocks`` successive down-sampling blocks of E and D."""
@@ -214,10 +224,16 @@ class TrainConfig:
     # -D(x̂) reached W and cancelled what L_DSC teaches it about generated frames
     # (bench/RESULTS.md, "Why feed-forward gains nothing").
     w_losses: str = "dsc+mch"
+    # Not in the paper: for the first d_warmup_steps steps E and G stay as they are and only
+    # D (and W) learn, so that a fresh D catches up with a warm-started G (Trainer.start_from)
+    # before G starts to move.
+    d_warmup_steps: int = 0
 
     def __post_init__(self):
-        if self.mch_warmup_steps < 0:
-            raise ValueError("TrainConfig.mch_warmup_steps must be >= 0")
+        for name in ("mch_warmup_steps", "d_warmup_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
         if self.w_losses not in W_LOSSES:
             raise ValueError(f"TrainConfig.w_losses must be one of {W_LOSSES}, "
                              f"got {self.w_losses!r}")
@@ -225,15 +241,28 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("lr_eg", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"TrainConfig.{name} must be positive")
-        if self.lr_w is not None and not self.lr_w > 0:
-            raise ValueError("TrainConfig.lr_w must be None or positive")
+        for name in ("lr_eg", "lr_d", "lr_w"):
+            value = getattr(self, name)
+            if value is None and name == "lr_w":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value <= 1:
+                raise ValueError(f"TrainConfig.{name} must be a learning rate in (0, 1], got "
+                                 f"{value!r}")
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2
+                and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got "
+                             f"{self.betas!r}")
+        for name in ("lambda_fm", "lambda_mch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < float("inf"):
+                raise ValueError(f"TrainConfig.{name} must be a finite weight >= 0, got "
+                                 f"{value!r}")
         if not self.content:
             raise ValueError("TrainConfig.content needs at least one term")
         for term, weight in self.content:
-            if term not in CONTENT_TERMS or weight < 0:
+            if term not in CONTENT_TERMS or not 0 <= weight < float("inf"):
                 raise ValueError(f"content term {term!r} with weight {weight} is not one of "
                                  f"{CONTENT_TERMS} with a weight >= 0")
 

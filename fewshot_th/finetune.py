@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .config import PROFILES, TrainConfig, profile, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
-from .meta import TrainingDiverged, _d_real_and_fake
+from .meta import TalkingHeadModel, TrainingDiverged, _d_real_and_fake
 
 __all__ = ["PersonalModel", "few_shot", "default_steps"]
 
@@ -71,6 +71,8 @@ class PersonalModel:
         """Frames of this person for ``(T, 68, 2)`` landmarks (pixel coordinates):
         ``(T, 3, H, W)`` in [0, 1], on the CPU."""
         points = _check_landmarks(landmarks, "landmarks")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         device = self.psi.device
         out, was_training = [], self.generator.training
         self.generator.eval()  # no power iterations, no statistics updated while rendering
@@ -146,6 +148,9 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
             model was meta-learned with). ``content_loss``: L'_CNT (default: from ``train``).
         seed: the order in which FT draws the K frames.
     """
+    if not isinstance(model, TalkingHeadModel):
+        raise TypeError(f"model must be a meta-learned TalkingHeadModel (e.g. "
+                        f"fewshot_th.load_pretrained('synthheads-cpu')), got {model!r}")
     if mode not in ("ff", "ft"):
         raise ValueError(f"mode must be 'ff' (feed-forward) or 'ft' (fine-tuning), got {mode!r}")
     if steps is not None and mode == "ff":

@@ -157,7 +157,8 @@ def draw_landmarks(points, size: int, thickness: float | None = None) -> torch.T
         raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
     if thickness is None:
         thickness = max(1.0, size / 100.0)
-    if not np.isfinite(thickness) or thickness <= 0:
+    if isinstance(thickness, bool) or not isinstance(thickness, (int, float, np.number)) \
+            or not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness must be a positive number of pixels, got {thickness!r}")
     array, device = _as_numpy_points(points)
     single = array.ndim == 2

@@ -31,8 +31,8 @@ from .data.episodes import EpisodeDataset, episode_batches
 from .losses import ContentLoss, adversarial_loss, discriminator_hinge_loss, match_loss
 from .nn import Embedder, Generator, ProjectionDiscriminator
 
-__all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "DataParallel",
-           "fit_reconstruction"]
+__all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "RunDirectoryInUse",
+           "DataParallel", "fit_reconstruction", "non_finite", "data_description"]
 
 
 @dataclass
@@ -78,7 +78,27 @@ class TalkingHeadModel:
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite."""
+    """A loss, a weight or an optimiser state became NaN or infinite."""
+
+
+class RunDirectoryInUse(ValueError):
+    """A fresh run was pointed at a directory that holds another run."""
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold a NaN or an infinity."""
+    names = [k for k, v in tensors.items() if v.is_floating_point()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(tensors[k]).all() for k in names]).tolist()
+    return [k for k, ok in zip(names, finite) if not ok]
+
+
+def data_description(videos) -> dict:
+    """What a checkpoint records about its training videos, to refuse resuming on others."""
+    describe = getattr(videos, "description", None)
+    return describe() if callable(describe) else {"dataset": type(videos).__name__,
+                                                  "videos": len(videos)}
 
 
 def _gather_rows(index: torch.Tensor, rows: torch.Tensor, world_size: int):
@@ -194,7 +214,9 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
        unless ``train.w_losses`` is ``"dsc+mch"``).
     5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
 
-    ``step`` (the number of steps done before this one) drives the ramp of λ_MCH.
+    ``step`` (the number of steps done before this one) drives the ramp of λ_MCH, and the
+    warm-up of D: while ``step < train.d_warmup_steps`` E and G run without gradients and do
+    not step (4 is skipped; W still learns from L_MCH).
     """
     nets = parallel or model
     E, G, D = nets.embedder, nets.generator, nets.discriminator
@@ -204,11 +226,13 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     eg_params = [*model.embedder.parameters(), *model.generator.parameters()]
     opt_eg.zero_grad(set_to_none=True)
     opt_d.zero_grad(set_to_none=True)
+    d_only = step < train.d_warmup_steps
     with autocast():
-        _, e_hat = E(batch["source_frames"], batch["source_landmarks"])  # 1
-        if train.init_w_from_e_hat:
-            _init_w_from_e_hat(model.discriminator, index, e_hat, parallel)
-        x_hat = G(y_t, e_hat)  # 2
+        with torch.no_grad() if d_only else contextlib.nullcontext():
+            _, e_hat = E(batch["source_frames"], batch["source_landmarks"])  # 1
+            if train.init_w_from_e_hat:
+                _init_w_from_e_hat(model.discriminator, index, e_hat, parallel)
+            x_hat = G(y_t, e_hat)  # 2
         real_score, fake_score, real_maps, fake_maps = _d_real_and_fake(D, x_t, x_hat, y_t,
                                                                         index)  # 3
         l_cnt = content_loss(x_hat.float(), x_t)  # 4
@@ -231,16 +255,20 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
         raise TrainingDiverged(f"loss {', '.join(bad)} is not finite: {losses}")
     # D's pass on x̂ serves both sides: gradients of loss_d go to D only, those of loss_eg
     # to E and G (and W, with train.w_losses "dsc+mch+adv") only, so nothing runs twice.
-    loss_d.backward(inputs=d_params, retain_graph=True)
-    if train.w_losses == "dsc+mch":
+    loss_d.backward(inputs=d_params, retain_graph=not d_only)
+    if d_only:
+        match_loss(W[index], e_hat.detach(), weight).backward(inputs=[W])
+    elif train.w_losses == "dsc+mch":
         loss_eg.backward(inputs=eg_params)
         l_mch_w.backward(inputs=[W])
     else:
         loss_eg.backward(inputs=[*eg_params, W])
     if parallel is not None:
         _reduce_rows(W, index, parallel.world_size)
-    opt_eg.step()
+    if not d_only:
+        opt_eg.step()
     opt_d.step()
+    _check_weights(model, losses)
     for _ in range(train.d_steps - 1):
         opt_d.zero_grad(set_to_none=True)
         with autocast():
@@ -251,6 +279,17 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
             _reduce_rows(W, index, parallel.world_size)
         opt_d.step()
     return losses
+
+
+def _check_weights(model: TalkingHeadModel, losses: dict) -> None:
+    """Finite losses can still come with an update that broke the weights (a huge learning
+    rate, a NaN gradient): stop there, before anything is saved."""
+    weights = {f"{net}.{name}": p.detach() for net, module in model.networks().items()
+               for name, p in module.named_parameters()}
+    bad = non_finite(weights)
+    if bad:
+        raise TrainingDiverged(f"{len(bad)} weight tensors are not finite after the update "
+                               f"(first: {bad[0]}; losses {losses})")
 
 
 def _image_grid(rows: list[torch.Tensor]) -> np.ndarray:
@@ -268,6 +307,8 @@ class Trainer:
         train: the ``TrainConfig``; ``content_loss``: L_CNT (``losses.content_loss_from``).
         out: run directory: checkpoints, ``metrics.jsonl``, ``samples/``.
         seed: the data order and episodes are a pure function of it.
+        overwrite: a fresh run may delete the checkpoints, log and samples of another run in
+            ``out``; without it, such a directory is refused (``RunDirectoryInUse``).
         mixed_precision: run the step under bfloat16 autocast where the device computes in
             bfloat16 natively (``fast_bfloat16``: CUDA, or a CPU with AVX512-BF16/AMX, where a
             ``cpu`` step is 1.7x faster; ``bench/RESULTS.md``); float32 elsewhere.
@@ -277,7 +318,7 @@ class Trainer:
                  content_loss: ContentLoss, out: str | Path, *, seed: int = 0,
                  checkpoint_every: int = 500, sample_every: int = 250, keep: int = 3,
                  device: str | torch.device = "cpu", channels_last: bool = True,
-                 num_workers: int = 0, mixed_precision: bool = True):
+                 num_workers: int = 0, mixed_precision: bool = True, overwrite: bool = False):
         if len(videos) != model.discriminator.num_videos:
             raise ValueError(f"D has {model.discriminator.num_videos} columns W_i but there "
                              f"are {len(videos)} training videos")
@@ -304,6 +345,8 @@ class Trainer:
         self.seconds = 0.0  # wall-clock seconds of training so far, over every resumed leg
         self.started_from: str | None = None  # whose E and G a warm start copied
         self.last_checkpoint: Path | None = None
+        self.overwrite = overwrite
+        self._claimed = False  # whether this trainer has checked that ``out`` is its own
         import torch.distributed as dist
 
         distributed = dist.is_available() and dist.is_initialized() and \
@@ -317,14 +360,42 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _claim(self) -> None:
+        """Before a fresh run's first step: ``out`` must not hold another run's work."""
+        if self._claimed or self.rank != 0:
+            return
+        self._claimed = True
+        ckpt.clean_directory(self.out)
+        if self.step or self.last_checkpoint is not None:  # resumed: the directory is ours
+            return
+        log = self.out / "metrics.jsonl"
+        found = ckpt.list_checkpoints(self.out) + \
+            [p for p in self.out.glob("step-*.safetensors")] + \
+            ([log] if log.exists() and log.stat().st_size else [])
+        if not found:
+            return
+        if not self.overwrite:
+            raise RunDirectoryInUse(
+                f"{self.out} holds another run ({len(found)} files, e.g. {found[0].name}): "
+                "continue it with --resume (Trainer.load), choose another --out, or pass "
+                "--overwrite (Trainer(overwrite=True)) to delete it")
+        for path in found:
+            path.unlink(missing_ok=True)
+        for sample in (self.out / "samples").glob("step-*.png"):
+            sample.unlink()
+
     def save(self) -> Path | None:
-        """Write a checkpoint of the current step (only process 0 writes; others return None)."""
+        """Write a checkpoint of the current step (only process 0 writes; others return None).
+
+        Refuses (``TrainingDiverged``) to save weights or optimiser state that are not finite,
+        so every checkpoint on disk is one training can continue from."""
         if self.rank != 0:
             return None
         tensors = self.model.state_tensors()
         meta = {"model_config": self.model.config.as_dict(),
                 "train_config": self.train_config.as_dict(), "seed": self.seed,
-                "num_videos": len(self.videos), "train_seconds": self.seconds,
+                "num_videos": len(self.videos), "data": data_description(self.videos),
+                "train_seconds": self.seconds,
                 "started_from": self.started_from,
                 "python_random": _jsonable(random.getstate()),
                 "numpy_random": _jsonable(np.random.get_state())}
@@ -333,6 +404,12 @@ class Trainer:
             tensors.update(opt_tensors)
             meta[prefix] = opt_meta
         tensors["rng.torch"] = torch.get_rng_state()
+        bad = non_finite(tensors)
+        if bad:
+            raise TrainingDiverged(f"not saving step {self.step}: {len(bad)} tensors are not "
+                                   f"finite (first: {bad[0]}). The last good checkpoint is "
+                                   f"{self.last_checkpoint or 'none yet'}.")
+        self._claim()
         self.last_checkpoint = ckpt.save_checkpoint(self.out, self.step, tensors, meta,
                                                     keep=self.keep)
         return self.last_checkpoint
@@ -354,11 +431,29 @@ class Trainer:
         self.started_from = name
 
     def load(self, path: str | Path | None = None) -> int:
-        """Resume from checkpoint ``path`` (default: the newest in ``out``); returns its step."""
-        path = path or ckpt.latest_checkpoint(self.out)
+        """Resume from checkpoint ``path`` (default: the newest intact one in ``out``: damaged
+        or non-finite newer ones are skipped with a warning); returns its step.
+
+        Refuses (``ValueError``) a checkpoint of another model configuration, other training
+        videos or another seed, naming the fields that differ."""
+
+        def finite(tensors, meta):
+            bad = non_finite(tensors)
+            if bad:
+                raise ckpt.CheckpointError(f"{len(bad)} of its tensors are not finite (first: "
+                                           f"{bad[0]}): it was saved after training diverged")
+
         if path is None:
-            raise FileNotFoundError(f"no checkpoint to resume from in {self.out}")
-        tensors, meta = ckpt.load_checkpoint(path)
+            if self.rank == 0:
+                ckpt.clean_directory(self.out)
+            try:
+                path, tensors, meta = ckpt.load_latest_intact(self.out, check=finite)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no checkpoint to resume from in {self.out}") from None
+        else:
+            tensors, meta = ckpt.load_checkpoint(path)
+            finite(tensors, meta)
+        self._check_same_data(path, meta)
         saved = ModelConfig.from_dict(meta["model_config"])  # fields added since: defaults
         if saved != self.model.config:
             raise ValueError(f"checkpoint {path} was made with another model configuration: "
@@ -378,7 +473,26 @@ class Trainer:
         self.seconds = float(meta.get("train_seconds", 0.0))  # older checkpoints: unknown
         self.started_from = meta.get("started_from")
         self.last_checkpoint = Path(path)
+        if self.rank == 0:
+            _truncate_log(self.out / "metrics.jsonl", self.step)
         return self.step
+
+    def _check_same_data(self, path, meta: dict) -> None:
+        saved = meta.get("data")
+        now = data_description(self.videos)
+        if saved is not None and saved != now:
+            changed = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+                                for k in sorted(set(saved) | set(now))
+                                if saved.get(k) != now.get(k))
+            raise ValueError(f"checkpoint {path} was trained on other videos ({changed}); "
+                             "resume with the data flags it was made with")
+        if meta.get("num_videos", len(self.videos)) != len(self.videos):
+            raise ValueError(f"checkpoint {path} was trained on {meta['num_videos']} videos, "
+                             f"this run has {len(self.videos)}; resume with the data flags it "
+                             "was made with")
+        if meta.get("seed", self.seed) != self.seed:
+            raise ValueError(f"checkpoint {path} was trained with seed {meta['seed']}, this "
+                             f"run has seed {self.seed}")
 
     def _save_samples(self, batch: dict) -> None:
         self.model.eval()
@@ -407,6 +521,8 @@ class Trainer:
         history = []
         self.out.mkdir(parents=True, exist_ok=True)
         self.model.train()
+        if writer:
+            self._claim()
         start = time.perf_counter()
         log_path = self.out / "metrics.jsonl" if writer else Path(os.devnull)
         with open(log_path, "a", buffering=1) as log, \
@@ -422,11 +538,12 @@ class Trainer:
                                        self.content_loss, self.train_config, self._autocast,
                                        self.parallel, self.step)
                 except TrainingDiverged as error:
-                    kept = self.last_checkpoint or "none yet"
-                    raise TrainingDiverged(
-                        f"training diverged at step {self.step + 1}: {error}. The last good "
-                        f"checkpoint is {kept}; resume from it with lower learning rates."
-                    ) from None
+                    advice = (f"The last good checkpoint is {self.last_checkpoint}: resume "
+                              "from it with lower learning rates." if self.last_checkpoint
+                              else "No checkpoint was saved before: start again with lower "
+                              "learning rates.")
+                    raise TrainingDiverged(f"training diverged at step {self.step + 1}: "
+                                           f"{error}. {advice}") from None
                 self.step += 1
                 self.seconds += time.perf_counter() - began
                 record = {"step": self.step, "seconds": round(time.perf_counter() - start, 3),
@@ -441,6 +558,24 @@ class Trainer:
                     log.flush()
                     self.save()
         return history
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the records of steps up to ``step`` in a metrics log (a resumed run redoes the
+    later ones) and drop a last line cut short by a kill."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(temporary, path)
 
 
 def _differences(before, now) -> str:

@@ -23,8 +23,18 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def available() -> list[str]:
-    """Names of the shipped models."""
-    return sorted(p.stem for p in ASSETS.glob("*.json") if p.with_suffix(".safetensors").exists())
+    """Names of the shipped talking-head models (the other assets, such as the identity
+    networks, have their own loaders)."""
+    names = []
+    for path in ASSETS.glob("*.json"):
+        if not path.with_suffix(".safetensors").exists():
+            continue
+        try:
+            if "model_config" in json.loads(path.read_text()):
+                names.append(path.stem)
+        except ValueError:
+            continue
+    return sorted(names)
 
 
 def _model_from(tensors: dict[str, torch.Tensor], config: ModelConfig) -> TalkingHeadModel:
@@ -38,9 +48,10 @@ def _model_from(tensors: dict[str, torch.Tensor], config: ModelConfig) -> Talkin
 def load_pretrained(name: str = "synthheads-cpu") -> TalkingHeadModel:
     """A shipped model, in eval mode: ``.config``, ``.embedder``, ``.generator``,
     ``.discriminator``; ``.info`` holds how it was trained and its scores."""
+    if not isinstance(name, str) or name not in available():
+        raise ValueError(f"no shipped model {name!r}; available: {available() or 'none'} "
+                         "(a training checkpoint loads with load_trained)")
     weights, meta = ASSETS / f"{name}.safetensors", ASSETS / f"{name}.json"
-    if not (weights.exists() and meta.exists()):
-        raise ValueError(f"no shipped model {name!r}; available: {available() or 'none'}")
     info = json.loads(meta.read_text())
     config = ModelConfig.from_dict(info["model_config"])
     model = _model_from(load_file(str(weights)), config)

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -86,6 +87,35 @@ def test_d_steps_runs_extra_discriminator_updates(videos):
     meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train)
     first = next(iter(opt_d.state.values()))
     assert int(first["step"]) == 3
+
+
+@pytest.mark.parametrize("step, e_and_g_learn", [(0, False), (1, False), (2, True)])
+def test_d_warmup_keeps_e_and_g_fixed_while_d_and_w_learn(videos, step, e_and_g_learn):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    train = training("tiny").with_changes(d_warmup_steps=2, mch_warmup_steps=0)
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()])
+    opt_d = torch.optim.Adam(model.discriminator.parameters())
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    nets = {"E": model.embedder, "G": model.generator, "D": model.discriminator}
+    before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
+    losses = meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train,
+                       step=step)
+    assert all(map(math.isfinite, losses.values()))
+    moved = {k: sum(not torch.equal(b, p) for b, p in zip(before[k], net.parameters()))
+             for k, net in nets.items()}
+    for name in ("E", "G"):
+        assert (moved[name] > 0) == e_and_g_learn, moved
+    names = [n for n, _ in model.discriminator.named_parameters()]
+    assert not torch.equal(before["D"][names.index("W")], model.discriminator.W), "W learns"
+    assert moved["D"] > 1, "D learns throughout"
+    assert bool(opt_eg.state) == e_and_g_learn
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_d_warmup_steps_must_be_a_count(bad):
+    with pytest.raises(ValueError, match="d_warmup_steps"):
+        training("tiny").with_changes(d_warmup_steps=bad)
 
 
 def test_resume_continues_exactly(videos, tmp_path):

@@ -107,10 +107,12 @@ def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
     epoch, offset = divmod(int(start), per_epoch)
     while True:
         episodes.set_epoch(epoch)
-        order = torch.randperm(len(episodes),
-                               generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        order = torch.randperm(len(episodes), generator=generator)
         batches = order[: per_epoch * total].view(per_epoch, world_size, batch_size)
         batches = batches[offset:, rank].tolist()
+        # The loader draws its workers' seed from ``generator``, not from torch's global RNG,
+        # so a resumed run leaves the global RNG where an uninterrupted one does.
         yield from torch.utils.data.DataLoader(episodes, batch_sampler=batches,
-                                               num_workers=num_workers)
+                                               num_workers=num_workers, generator=generator)
         epoch, offset = epoch + 1, 0

@@ -308,6 +308,13 @@ class SynthHeads(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.num_identities * self.num_videos_per_identity
 
+    def description(self) -> dict:
+        """Everything that decides the videos (a training checkpoint records it)."""
+        return {"dataset": "SynthHeads", "split": self.split,
+                "num_identities": self.num_identities,
+                "num_videos_per_identity": self.num_videos_per_identity,
+                "frames_per_video": self.frames_per_video, "size": self.size, "seed": self.seed}
+
     def __repr__(self) -> str:
         return (f"SynthHeads(split={self.split!r}, identities={self.num_identities}, "
                 f"videos={len(self)}, frames_per_video={self.frames_per_video}, "
