@@ -20,6 +20,7 @@ KINDS = [
     ("test_resume_falls_back", "damaged newest checkpoint (truncated, zeroed, missing, garbage)"),
     ("test_no_intact_checkpoint", "every checkpoint damaged"),
     ("test_evaluate_names_a_damaged", "damaged checkpoint given to evaluate"),
+    ("test_evaluate_refuses_a_file", "another file given to evaluate as a checkpoint"),
     ("test_nan_gradients", "NaN gradients with finite losses"),
     ("test_resume_skips_a_non_finite", "non-finite checkpoint on disk"),
     ("test_a_full_disk", "disk full while writing the tensors or the JSON"),

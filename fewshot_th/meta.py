@@ -186,12 +186,16 @@ def _d_real_and_fake(D, x_t, x_hat, y_t, index=None, *, w=None):
 
 
 def fast_bfloat16(device: str | torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions and matrix products natively: any CUDA
-    device, or a CPU whose oneDNN has bfloat16 kernels (AVX512-BF16 or AMX). Elsewhere
-    bfloat16 would be emulated, slower than float32."""
+    """Whether ``device`` runs bfloat16 convolutions and matrix products natively: a CUDA GPU
+    of compute capability 8.0 or later (Ampere on; not Colab's T4, 7.5), or a CPU whose
+    oneDNN has bfloat16 kernels (AVX512-BF16 or AMX). Elsewhere bfloat16 would be emulated,
+    slower than float32."""
     device = torch.device(device)
     if device.type == "cuda":
-        return True
+        if not torch.cuda.is_available():
+            return False
+        major, _ = torch.cuda.get_device_capability(device)
+        return major >= 8
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
     # oneDNN also runs bfloat16 on plain AVX512, emulated and slower than float32: ask for the

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .meta import TalkingHeadModel
 
@@ -82,6 +82,11 @@ def load_trained(checkpoint: str | Path) -> TalkingHeadModel:
     """The model of a training checkpoint (``.json`` or ``.safetensors`` path), in eval mode,
     with ``.info`` holding its recipe, like a shipped model's."""
     tensors, meta = load_checkpoint(checkpoint)
+    missing = [key for key in ("model_config", "train_config") if key not in meta]
+    if missing or "discriminator.W" not in tensors:
+        raise CheckpointError(f"{checkpoint} is not a training checkpoint of fewshot_th (it "
+                              f"lacks {', '.join(missing) or 'the discriminator'}); a shipped "
+                              "model loads with load_pretrained")
     config = ModelConfig.from_dict(meta["model_config"])
     model = _model_from({k: v for k, v in tensors.items()
                          if k.split(".", 1)[0] in ("embedder", "generator", "discriminator")},

@@ -118,7 +118,7 @@ def test_book_builds_without_warnings():
     for chapter in CHAPTERS:
         html = (output / "_build" / "html" / "book" / f"{chapter.stem}.html").read_text()
         assert "REPOSITORY = " not in html, f"{chapter.name}: the set-up cell shows in the HTML"
-        local_mathjax += '_static/mathjax/tex-mml-chtml.js"' in html
+        local_mathjax += '_static/mathjax/tex-mml-chtml.js' in html
     assert local_mathjax >= len(CHAPTERS) // 2, "the chapters with equations load MathJax locally"
     # As a reader meets it: no CDN script, no broken image or link, no error text or Markdown
     # printed as text; in chromium (when installed) no raw TeX and every widget rendered.

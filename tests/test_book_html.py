@@ -152,3 +152,29 @@ def test_pinned_packages_name_the_files_the_pages_load():
         assert path.split("/")[0] in folders
     for package in local_js.PACKAGES:
         assert package.integrity.startswith("sha512-") and package.version.count(".") == 2
+
+
+class _Config:
+    html_static_path: list = []
+    mathjax_path = "https://cdn.example.org/mathjax.js"
+    nb_ipywidgets_js = {"https://cdn.example.org/require.js": {}}
+
+
+class _App:
+    def __init__(self, confdir):
+        self.confdir = str(confdir)
+
+
+def test_the_book_serves_its_scripts_unless_told_to_use_cdns(tmp_path, monkeypatch):
+    fetched = []
+    monkeypatch.setattr(local_js, "ensure_vendor", lambda root: fetched.append(root) or root)
+    monkeypatch.setenv(local_js.SWITCH, "cdn")
+    config = _Config()
+    local_js._configure(_App(tmp_path), config)
+    assert config.mathjax_path.startswith("https://") and not fetched
+    monkeypatch.delenv(local_js.SWITCH)
+    local_js._configure(_App(tmp_path), config)
+    assert fetched == [tmp_path / "_build" / "vendor"]
+    assert config.html_static_path == [str(tmp_path / "_build" / "vendor")]
+    assert config.mathjax_path == local_js.MATHJAX
+    assert list(config.nb_ipywidgets_js) == [local_js.REQUIREJS, local_js.WIDGETS]

@@ -158,6 +158,16 @@ def test_no_intact_checkpoint_is_one_clear_error(tmp_path, capsys):
     assert "no intact checkpoint" in err and "Traceback" not in err
 
 
+def test_evaluate_refuses_a_file_that_is_not_a_training_checkpoint(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "other.json").write_text(json.dumps({"step": 1}))
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "other.json"),
+                 "--out", str(tmp_path / "eval"), "--identities", "2", "--no-fid"])
+    assert code == 2 and "not a training checkpoint" in capsys.readouterr().err
+
+
 def test_evaluate_names_a_damaged_checkpoint(tmp_path, capsys):
     assert train(tmp_path, steps=1, every=1) == 0
     damage(tmp_path / "step-00000001.safetensors", "truncated")

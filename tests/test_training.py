@@ -339,7 +339,12 @@ def test_bfloat16_autocast_runs_where_the_cpu_has_it_and_stays_close_to_float32(
     from fewshot_th.meta import fast_bfloat16
     from fewshot_th.nn.blocks import SNConv2d
 
-    assert fast_bfloat16("cuda") and not fast_bfloat16("meta")
+    assert not fast_bfloat16("meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):  # T4, A100, H100
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert fast_bfloat16("cuda") == native, capability
+    monkeypatch.undo()
     with monkeypatch.context() as patch:  # a CPU without AVX512-BF16 or AMX: float32
         for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
             patch.setattr(torch.cpu, name, lambda: False, raising=False)
