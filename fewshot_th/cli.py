@@ -136,7 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from .evaluation import attribute_table, evaluate_few_shot, scores_table
-    from .plot import scores_against_k
+    from .plot import gains_against_paper, scores_against_k
     from .pretrained import load_pretrained, load_trained
 
     try:
@@ -179,11 +179,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         "shown, comes from the SynthHeads identity network, and so do the features of the "
         "realism FD (its floor: other real frames of the same people). The paper's rows are "
         "for trends, not values.\n" + attributes)
-    fig = scores_against_k(results)
-    fig.savefig(out / "scores.png", dpi=80)
-    plt.close(fig)
+    for name, fig in (("scores.png", scores_against_k(results)),
+                      ("gains.png", gains_against_paper(results))):
+        fig.savefig(out / name, dpi=80)
+        plt.close(fig)
     print(table + attributes)
-    print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}")
+    print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}, "
+          f"{out / 'gains.png'}")
     return 0
 
 

@@ -11,7 +11,8 @@ from matplotlib import animation
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 __all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram",
-           "stage_shapes", "architecture"]
+           "stage_shapes", "architecture", "scores_against_k", "gains_against_paper",
+           "show_methods"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -177,42 +178,91 @@ def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple
     return fig
 
 
-def scores_against_k(results: dict, paper: dict | None = None):
-    """One panel per metric (SSIM, L1, identity retrieval, CSIM when present) against K for
-    every method of ``fewshot_th.evaluation.evaluate_few_shot``'s results, one row of panels per
-    kind of target; the paper's SSIM and CSIM beside ours (dashed, its own data: compare
-    trends, not values). Returns the figure."""
-    from .evaluation import PAPER_TABLE1, by_target_kind
+def scores_against_k(results: dict):
+    """One panel per metric (FID, SSIM, L1, L1 on one-sided details, identity retrieval, CSIM:
+    those present) against K for every method of
+    ``fewshot_th.evaluation.evaluate_few_shot``'s results, one row of panels per kind of
+    target, one legend under the panels. A metric with the same value for every method, K and
+    kind (identity retrieval at 1.00, typically) is named in the title instead of drawn as a
+    flat line. The paper's VoxCeleb2 numbers are another dataset: ``gains_against_paper``
+    compares trends. Returns the figure."""
+    from .evaluation import by_target_kind
 
-    paper = PAPER_TABLE1 if paper is None else paper
     kinds = by_target_kind(results)
     first = next(iter(kinds.values()))
     ks = sorted(first, key=int)
     x = [int(k) for k in ks]
     methods = list(first[ks[0]])
-    panels = [("ssim", "SSIM (higher is better)"), ("l1", "L1 (lower is better)"),
-              ("retrieval", "identity retrieval (higher)")]
-    if "detail_l1" in first[ks[0]][methods[0]]:
-        panels.insert(2, ("detail_l1", "L1 on one-sided details (lower)"))
-    if "csim" in first[ks[0]][methods[0]]:
-        panels.append(("csim", "CSIM (higher; SynthHeads identity net)"))
-    if "fid" in first[ks[0]][methods[0]]:
-        panels.insert(0, ("fid", "FID (lower is better)"))
-    fig, axes = plt.subplots(len(kinds), len(panels), figsize=(4 * len(panels),
-                                                              3.4 * len(kinds)), squeeze=False)
+    candidates = [("fid", "FID (lower is better)"), ("ssim", "SSIM (higher is better)"),
+                  ("l1", "L1 (lower is better)"),
+                  ("detail_l1", "L1 on one-sided details (lower)"),
+                  ("retrieval", "identity retrieval (higher)"),
+                  ("csim", "CSIM (higher; SynthHeads identity net)")]
+    present = [(m, t) for m, t in candidates if m in first[ks[0]][methods[0]]]
+    panels, constant = [], []
+    for metric, title in present:
+        values = {round(float(by_k[k][method][metric]), 4) for by_k in kinds.values()
+                  for k in ks for method in methods}
+        (constant if len(values) == 1 else panels).append((metric, title, values))
+    if not panels:
+        raise ValueError("every metric is the same for every method and K: nothing to plot")
+    fig, axes = plt.subplots(len(kinds), len(panels), squeeze=False,
+                             figsize=(3.6 * len(panels), 3.0 * len(kinds) + 0.8))
     for row, (kind, by_k) in zip(axes, kinds.items()):
-        for ax, (metric, title) in zip(row, panels):
+        for ax, (metric, title, _) in zip(row, panels):
             for i, method in enumerate(methods):
                 ax.plot(x, [by_k[k][method][metric] for k in ks], marker="o", color=f"C{i}",
                         label=method)
-            if metric in ("ssim", "csim", "fid"):
-                for i, (method, values) in enumerate(paper.items()):
-                    ax.plot([1, 8, 32], values[metric], ls="--", color=f"C{i}", alpha=0.6,
-                            label=f"paper {method} (VoxCeleb2)")
             ax.set_xscale("log", base=2)
-            ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+            ax.set_xticks(x, [str(k) for k in x])
             ax.set_xlabel("K (frames of the new person)")
-            ax.set_title(f"{title}\n{kind} targets", fontsize=10)
-        row[0].legend(fontsize=7)
+            ax.set_title(f"{title}\n{kind} targets", fontsize=9)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=8,
+               frameon=False)
+    note = "; ".join(f"{title.split(' (')[0]} is {next(iter(values)):g} for every method and K"
+                     for _, title, values in constant)
+    if note:
+        fig.suptitle(f"({note}: not plotted)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95 if note else 1))
+    return fig
+
+
+def gains_against_paper(results: dict, metric: str = "ssim", paper: dict | None = None):
+    """What K buys, ours beside the paper's: ``metric`` at K minus at K = 1, for FF and FT,
+    one panel per kind of our targets and one for the paper's Table 1 (VoxCeleb2, 256 px).
+    Different data and sizes make the values incomparable; the signs and shapes of the
+    curves are what to compare. Returns the figure."""
+    from .evaluation import PAPER_TABLE1, by_target_kind
+
+    paper = PAPER_TABLE1 if paper is None else paper
+    if metric not in ("ssim", "csim", "fid"):
+        raise ValueError(f"the paper reports ssim, csim and fid, not {metric!r}")
+    kinds = by_target_kind(results)
+    fig, axes = plt.subplots(1, len(kinds) + 1, figsize=(3.6 * (len(kinds) + 1), 3.2),
+                             sharey=False, squeeze=False)
+    panels = [(f"SynthHeads, {kind} targets", {
+        method: ([int(k) for k in sorted(by_k, key=int)],
+                 [by_k[k][method][metric] for k in sorted(by_k, key=int)])
+        for method in ("FF", "FT") if method in by_k[min(by_k, key=int)]})
+        for kind, by_k in kinds.items()]
+    panels.append(("the paper, VoxCeleb2 (Table 1)",
+                   {method: ([1, 8, 32], list(values[metric]))
+                    for method, values in paper.items()}))
+    for ax, (title, curves) in zip(axes[0], panels):
+        for i, (method, (x, y)) in enumerate(curves.items()):
+            if 1 not in x:
+                continue
+            base = y[x.index(1)]
+            ax.plot(x, [v - base for v in y], marker="o", color=f"C{i}", label=method)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+        ax.set_xlabel("K")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel(f"{metric.upper()} at K minus at K = 1")
     fig.tight_layout()
     return fig

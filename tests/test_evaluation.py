@@ -25,7 +25,7 @@ from fewshot_th.evaluation import (
 )
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, Trainer
-from fewshot_th.plot import scores_against_k
+from fewshot_th.plot import gains_against_paper, scores_against_k
 from fewshot_th.pretrained import load_trained
 
 matplotlib.use("Agg")
@@ -189,11 +189,26 @@ def test_the_table_and_the_plot_show_every_method_and_the_papers_rows():
     with pytest.raises(ValueError, match="no attribute recall"):
         attribute_table(results)
     fig = scores_against_k(results)
-    assert len(fig.axes) == 2 * 3  # a row of panels per kind
+    assert len(fig.axes) == 2 * 3 and fig._suptitle is None  # a row of panels per kind
     ssim_axis, distant_ssim_axis = fig.axes[0], fig.axes[3]
-    assert len(ssim_axis.lines) == 2 + len(PAPER_TABLE1)
+    assert len(ssim_axis.lines) == 2, "no VoxCeleb2 line on SynthHeads axes"
     assert list(ssim_axis.lines[0].get_ydata()) == pytest.approx([0.51, 0.58, 0.82])
     assert list(distant_ssim_axis.lines[0].get_ydata()) == pytest.approx([0.41, 0.48, 0.72])
+    # a metric that is the same everywhere is named in the title, not drawn as a flat line
+    for by_k in results.values():
+        for by_method in by_k.values():
+            by_method["FT"]["retrieval"] = 1.0
+    flat = scores_against_k(results)
+    assert len(flat.axes) == 2 * 2
+    assert "identity retrieval is 1 for every method and K" in flat._suptitle.get_text()
+    gains = gains_against_paper(results)
+    assert [ax.get_title() for ax in gains.axes][-1].startswith("the paper")
+    assert list(gains.axes[0].lines[0].get_ydata()) == pytest.approx([0, 0.07, 0.31])
+    paper_ff = PAPER_TABLE1["FF"]["ssim"]
+    assert list(gains.axes[-1].lines[0].get_ydata()) == pytest.approx(
+        [v - paper_ff[0] for v in paper_ff])
+    with pytest.raises(ValueError, match="paper reports"):
+        gains_against_paper(results, "l1")
 
 
 def test_the_attribute_table_has_a_row_per_method_and_k_and_dashes_where_nothing_shows():
