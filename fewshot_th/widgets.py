@@ -13,8 +13,20 @@ from .data.episodes import EpisodeDataset
 from .landmarks import draw_landmarks
 from .plot import overlay, show_images
 
-__all__ = ["synthheads_viewer", "episode_viewer", "show_episode", "few_shot_explorer",
-           "show_few_shot", "UserStudy"]
+__all__ = ["synthheads_viewer", "show_frame", "episode_viewer", "show_episode",
+           "few_shot_explorer", "show_few_shot", "UserStudy"]
+
+
+def show_frame(dataset, identity_index: int = 0, video_of_identity: int = 0,
+               frame_index: int = 0):
+    """Figure of one SynthHeads frame, its landmark image y and both overlaid (what
+    ``synthheads_viewer`` draws for its sliders' values)."""
+    index = identity_index * dataset.num_videos_per_identity + video_of_identity
+    frames, points = dataset.get_frames(index, [frame_index])
+    image = draw_landmarks(points, dataset.size)
+    return show_images([frames[0], image[0], overlay(frames, image)[0]],
+                       ["frame", "landmark image y", "overlay"], size=2.4,
+                       suptitle=f"identity {identity_index}, video {index}, frame {frame_index}")
 
 
 def synthheads_viewer(dataset) -> widgets.Widget:
@@ -24,12 +36,7 @@ def synthheads_viewer(dataset) -> widgets.Widget:
     frame = widgets.IntSlider(0, 0, dataset.frames_per_video - 1, description="frame")
 
     def show(identity_index, video_of_identity, frame_index):
-        index = identity_index * dataset.num_videos_per_identity + video_of_identity
-        frames, points = dataset.get_frames(index, [frame_index])
-        image = draw_landmarks(points, dataset.size)
-        show_images([frames[0], image[0], overlay(frames, image)[0]],
-                    ["frame", "landmark image y", "overlay"], size=2.4,
-                    suptitle=f"identity {identity_index}, video {index}, frame {frame_index}")
+        show_frame(dataset, identity_index, video_of_identity, frame_index)
         plt.show()
 
     controls = {"identity_index": identity, "video_of_identity": video, "frame_index": frame}
