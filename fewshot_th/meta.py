@@ -604,27 +604,38 @@ def _tuples(value):
 
 
 def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterator[dict], *,
-                       seconds: float, lr: float = 1e-3, progress: bool = True,
+                       steps: int | None = None, seconds: float | None = None,
+                       lr: float = 1e-3, progress: bool = True,
                        max_steps: int | None = None) -> list[float]:
-    """Train E and G for ``seconds`` of wall-clock time (or ``max_steps`` steps, whichever
-    comes first) to minimise ``|G(y_t, ê) - x_t|_1``.
+    """Train E and G for ``steps`` steps (or ``seconds`` of wall-clock time, whichever comes
+    first when both are given) to minimise ``|G(y_t, ê) - x_t|_1``. A fixed number of steps
+    gives the same result on every machine; a time budget does not. ``max_steps`` is the
+    older name of ``steps``.
 
     The reconstruction-only warm-up of chapters 2-3: no D, no content networks. ``batches``
     yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss of every
     step; the networks are left in training mode.
     """
-    if not seconds > 0:
+    steps = steps if steps is not None else max_steps
+    if steps is None and seconds is None:
+        raise ValueError("give steps (or seconds) for fit_reconstruction")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
+                              or steps < 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if seconds is not None and not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds!r}")
+    seconds = float("inf") if seconds is None else seconds
     params = [*embedder.parameters(), *generator.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
     embedder.train()
     generator.train()
     losses: list[float] = []
     start = time.perf_counter()
-    with tqdm(total=round(seconds), unit="s", disable=not progress,
-              desc="fitting E and G (L1)") as bar:
+    by_steps = steps is not None
+    with tqdm(total=steps if by_steps else round(seconds), unit="step" if by_steps else "s",
+              disable=not progress, desc="fitting E and G (L1)") as bar:
         while (elapsed := time.perf_counter() - start) < seconds and \
-                (max_steps is None or len(losses) < max_steps):
+                (steps is None or len(losses) < steps):
             batch = next(batches)
             _, e_hat = embedder(batch["source_frames"], batch["source_landmarks"])
             fake = generator(batch["target_landmarks"], e_hat)
@@ -633,6 +644,6 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            bar.n = min(round(elapsed), bar.total)
+            bar.n = len(losses) if by_steps else min(round(elapsed), bar.total)
             bar.set_postfix(step=len(losses), l1=f"{losses[-1]:.3f}")
     return losses

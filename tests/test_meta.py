@@ -52,6 +52,21 @@ def test_fit_reconstruction_lowers_the_l1_loss(episodes):
 
 
 def test_fit_reconstruction_needs_a_positive_budget(episodes):
+    batches = episode_batches(episodes, batch_size=4)
     with pytest.raises(ValueError, match="seconds"):
-        fit_reconstruction(Embedder(tiny()), Generator(tiny()),
-                           episode_batches(episodes, batch_size=4), seconds=0)
+        fit_reconstruction(Embedder(tiny()), Generator(tiny()), batches, seconds=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="steps"):
+            fit_reconstruction(Embedder(tiny()), Generator(tiny()), batches, steps=bad)
+    with pytest.raises(ValueError, match="give steps"):
+        fit_reconstruction(Embedder(tiny()), Generator(tiny()), batches)
+
+
+def test_fit_reconstruction_by_steps_gives_the_same_run_twice(episodes):
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(fit_reconstruction(Embedder(tiny()), Generator(tiny()),
+                                       episode_batches(episodes, batch_size=4, seed=0),
+                                       steps=3, progress=False))
+    assert len(runs[0]) == 3 and runs[0] == runs[1]
