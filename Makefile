@@ -49,10 +49,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/landmark_drawing.py
 	$(BIN)/python bench/synthheads_speed.py
 
-# Regenerate the committed figures, and the stored outputs nbval compares against.
+# Regenerate the committed figures.
 figures: $(STAMP)
 	$(BIN)/python book/figures/make_figures.py
 
+# Run every chapter in full (as a reader would, about 15 minutes on 2 cores) and store all of
+# its outputs in the notebook, so that GitHub, nbviewer and Colab show them before running.
 outputs: $(STAMP)
 	$(BIN)/python book/refresh_outputs.py
 

@@ -1,48 +1,52 @@
-"""Store the outputs that nbval checks: python book/refresh_outputs.py [notebooks...]
+"""Store every chapter's outputs from a full run: python book/refresh_outputs.py [notebooks...]
 
-Runs each chapter in a fresh kernel (CPU profile, shortened experiments), keeps the outputs
-of the cells marked ``# NBVAL_CHECK_OUTPUT`` (shapes, counts: deterministic) and clears every
-other output, so
-the notebooks in git stay small while ``pytest --nbval-lax`` has something to compare.
+Runs each chapter in a fresh kernel with the CPU profile and the full live experiments (the
+reader's run, not the tests' shortened one) and keeps every output, so that the notebooks
+show their figures, tables and numbers on GitHub, in nbviewer and in Colab before anyone runs
+them. Figures are drawn at 80 dpi to keep the repository small; execution timestamps and
+the widgets' saved state are dropped. The cells marked ``# NBVAL_CHECK_OUTPUT`` are the ones
+``pytest --nbval-lax`` compares with the tests' shortened run, so their outputs must not
+depend on the shortening (they hold shapes, counts and stored results).
+
+``make outputs`` runs it for every chapter (about 15 minutes on 2 CPU cores).
 """
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
-MARK = "# NBVAL_CHECK_OUTPUT"
+DPI = 80
 
 
 def refresh(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
+    NotebookClient(notebook, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    count = 0
+    images = 0
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
         cell.metadata.pop("execution", None)  # timestamps: noise in every diff
-        if cell.source.startswith(MARK):
-            count += 1  # nbval only compares cells that have an execution count
-            cell.execution_count = count
-            for output in cell.outputs:
-                if "execution_count" in output:
-                    output["execution_count"] = count
-        else:
-            cell.execution_count = None
-            cell.outputs = []
+        images += sum("image/png" in output.get("data", {}) for output in cell.outputs)
+    # The widgets' saved state (every slider position's figure, 1 MB in chapter 1) stays out
+    # of git: the book renders widgets from its own run, and each widget is followed by a
+    # static picture of what it shows.
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
-    print("refreshed", path)
+    print(f"refreshed {path}: {images} figures, {path.stat().st_size / 2**10:.0f} KiB")
 
 
 if __name__ == "__main__":
-    # The stored outputs are the CPU profile's; the shortened experiments do not change them.
     os.environ["FEWSHOT_TH_PROFILE"] = "cpu"
-    os.environ["FEWSHOT_TH_QUICK"] = "1"
-    paths = [Path(p) for p in sys.argv[1:]] or sorted(Path(__file__).parent.glob("*.ipynb"))
-    for notebook_path in paths:
-        refresh(notebook_path)
+    os.environ.pop("FEWSHOT_TH_QUICK", None)  # the reader's full experiments
+    os.environ.pop("MPLBACKEND", None)  # the kernels must keep the inline backend
+    paths = [Path(p) for p in sys.argv[1:]] or sorted(Path(__file__).parent.glob("[0-9]*.ipynb"))
+    with tempfile.TemporaryDirectory() as config:
+        Path(config, "matplotlibrc").write_text(f"figure.dpi: {DPI}\n")
+        os.environ["MATPLOTLIBRC"] = config
+        for notebook_path in paths:
+            refresh(notebook_path)
