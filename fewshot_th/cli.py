@@ -292,7 +292,7 @@ def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error(f"--out {args.out} is a file; give a directory for the run")
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, ".write-test")
+        probe = os.path.join(out, f".write-test-{os.getpid()}")  # one per torchrun process
         with open(probe, "w"):
             pass
         os.remove(probe)

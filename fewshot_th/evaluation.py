@@ -467,27 +467,24 @@ def scores_table(results: dict) -> str:
         ("retrieval", "identity retrieval (higher)", 2),
         ("csim", "CSIM (higher; SynthHeads identity network)", 3),
     ) if key in present]
-    header = f"| data | method | K | {' | '.join(title for _, title, _ in metrics)} |"
-    lines = [header, "|" + "---|" * (3 + len(metrics))]
+    rows = []
     k_text = " / ".join(str(k) for k in ks)
     for kind, by_k in kinds.items():
         for method in methods:
-            cells = [" / ".join(_number(by_k[k][method].get(m), digits) for k in ks)
-                     for m, _, digits in metrics]
-            lines.append(f"| SynthHeads, {kind} targets | {method} | {k_text} | "
-                         f"{' | '.join(cells)} |")
+            rows.append([f"SynthHeads, {kind} targets", method, k_text] +
+                        [" / ".join(_number(by_k[k][method].get(m), digits) for k in ks)
+                         for m, _, digits in metrics])
         if "fd_floor" in by_k[ks[0]][methods[0]]:
-            cells = [_number(by_k[ks[0]][methods[0]]["fd_floor"], 2) if m == "fd" else "-"
-                     for m, _, _ in metrics]
-            lines.append(f"| SynthHeads, {kind} targets | other real frames (floor) | - | "
-                         f"{' | '.join(cells)} |")
+            rows.append([f"SynthHeads, {kind} targets", "other real frames (floor)", "-"] +
+                        [_number(by_k[ks[0]][methods[0]]["fd_floor"], 2) if m == "fd" else "-"
+                         for m, _, _ in metrics])
     for method, values in PAPER_TABLE1.items():
         paper_cells = {"ssim": " / ".join(f"{v:.2f}" for v in values["ssim"]),
                        "csim": " / ".join(f"{v:.2f}" for v in values["csim"]),
                        "fid": " / ".join(f"{v:.1f}" for v in values["fid"])}
-        cells = [paper_cells.get(m, "-") for m, _, _ in metrics]
-        lines.append(f"| VoxCeleb2 (paper) | Ours-{method} | 1 / 8 / 32 | {' | '.join(cells)} |")
-    return "\n".join(lines) + "\n"
+        rows.append(["VoxCeleb2 (paper)", f"Ours-{method}", "1 / 8 / 32"] +
+                    [paper_cells.get(m, "-") for m, _, _ in metrics])
+    return markdown_table(["data", "method", "K"] + [title for _, title, _ in metrics], rows)
 
 
 def attribute_table(results: dict, kind: str = "same-video") -> str:

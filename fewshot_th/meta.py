@@ -243,7 +243,7 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
         ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0
         weight = train.lambda_mch * ramp
-        if train.w_losses == "dsc+mch":
+        if train.w_losses == "dsc+mch" or d_only:
             # L_MCH in two halves of one value: one pulls ê towards W_i (for E), the other
             # W_i towards ê (for W), so that W stays out of E's and G's backward pass.
             l_mch = match_loss(W[index].detach(), e_hat, weight)
@@ -261,7 +261,7 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     # to E and G (and W, with train.w_losses "dsc+mch+adv") only, so nothing runs twice.
     loss_d.backward(inputs=d_params, retain_graph=not d_only)
     if d_only:
-        match_loss(W[index], e_hat.detach(), weight).backward(inputs=[W])
+        l_mch_w.backward(inputs=[W])
     elif train.w_losses == "dsc+mch":
         loss_eg.backward(inputs=eg_params)
         l_mch_w.backward(inputs=[W])
@@ -605,18 +605,15 @@ def _tuples(value):
 
 def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterator[dict], *,
                        steps: int | None = None, seconds: float | None = None,
-                       lr: float = 1e-3, progress: bool = True,
-                       max_steps: int | None = None) -> list[float]:
+                       lr: float = 1e-3, progress: bool = True) -> list[float]:
     """Train E and G for ``steps`` steps (or ``seconds`` of wall-clock time, whichever comes
     first when both are given) to minimise ``|G(y_t, ê) - x_t|_1``. A fixed number of steps
-    gives the same result on every machine; a time budget does not. ``max_steps`` is the
-    older name of ``steps``.
+    gives the same result on every machine; a time budget does not.
 
     The reconstruction-only warm-up of chapters 2-3: no D, no content networks. ``batches``
     yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss of every
     step; the networks are left in training mode.
     """
-    steps = steps if steps is not None else max_steps
     if steps is None and seconds is None:
         raise ValueError("give steps (or seconds) for fit_reconstruction")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)

@@ -21,6 +21,12 @@ def show_frame(dataset, identity_index: int = 0, video_of_identity: int = 0,
                frame_index: int = 0):
     """Figure of one SynthHeads frame, its landmark image y and both overlaid (what
     ``synthheads_viewer`` draws for its sliders' values)."""
+    for name, value, count in (("identity_index", identity_index, dataset.num_identities),
+                               ("video_of_identity", video_of_identity,
+                                dataset.num_videos_per_identity),
+                               ("frame_index", frame_index, dataset.frames_per_video)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+            raise ValueError(f"{name} must be an integer in [0, {count}), got {value!r}")
     index = identity_index * dataset.num_videos_per_identity + video_of_identity
     frames, points = dataset.get_frames(index, [frame_index])
     image = draw_landmarks(points, dataset.size)

@@ -44,7 +44,7 @@ def test_fit_reconstruction_lowers_the_l1_loss(episodes):
     torch.manual_seed(0)
     embedder, generator = Embedder(tiny()), Generator(tiny())
     batches = episode_batches(episodes, batch_size=4, seed=0)
-    losses = fit_reconstruction(embedder, generator, batches, seconds=120.0, max_steps=12,
+    losses = fit_reconstruction(embedder, generator, batches, seconds=120.0, steps=12,
                                 progress=False)
     assert len(losses) == 12
     assert sum(losses[-5:]) / 5 < losses[0], "a few seconds of Adam reduce the pixel loss"

@@ -12,6 +12,7 @@ from fewshot_th.widgets import (  # noqa: E402
     episode_viewer,
     few_shot_explorer,
     show_few_shot,
+    show_frame,
     synthheads_viewer,
 )
 
@@ -33,6 +34,16 @@ def test_synthheads_viewer_has_identity_video_and_frame_sliders_that_redraw(head
     sliders["identity"].value = 2  # re-renders through the callback; must not raise
     sliders["frame"].value = 7
     assert isinstance(viewer.children[1], widgets.Output)
+
+
+def test_show_frame_draws_one_frame_and_refuses_a_frame_that_does_not_exist(heads):
+    fig = show_frame(heads, identity_index=2, video_of_identity=1, frame_index=9)
+    assert len(fig.axes) == 3 and "video 5, frame 9" in fig._suptitle.get_text()
+    for bad in ({"video_of_identity": 2}, {"identity_index": 3}, {"frame_index": 10},
+                {"frame_index": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            show_frame(heads, **bad)
+    matplotlib.pyplot.close("all")
 
 
 def test_episode_viewer_offers_only_k_below_the_video_length(heads):
