@@ -302,20 +302,12 @@ def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Names
 
 def _device_problem(text: str) -> str | None:
     """Why ``--device text`` cannot be used here, or None."""
-    import torch
+    from .config import as_device
 
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        return f"--device {text!r} is not a device: use cpu, cuda or cuda:N"
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"--device {text}: no CUDA GPU is available here (use --device cpu)"
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            return (f"--device {text}: there are {torch.cuda.device_count()} GPU(s), "
-                    f"numbered from 0")
-    elif device.type != "cpu":
-        return f"--device {text}: fewshot-th trains on cpu or cuda"
+        as_device(text, "--device")
+    except ValueError as problem:
+        return str(problem)
     return None
 
 

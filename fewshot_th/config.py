@@ -12,6 +12,7 @@ import ast
 import os
 import random
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -320,13 +321,56 @@ def profile(name: str) -> ModelConfig:
 
 
 def default_profile() -> str:
-    """``"paper"`` when a CUDA GPU is present, else ``"cpu"``; ``FEWSHOT_TH_PROFILE`` overrides."""
+    """The profile of the book's chapters: ``"cpu"``, on a GPU as on a laptop, unless
+    ``FEWSHOT_TH_PROFILE`` names another.
+
+    The chapters' live experiments are sized for the ``cpu`` profile: about two minutes on two
+    CPU cores, seconds on a GPU (``default_device``). The ``paper`` profile's networks (15-38 M
+    parameters at 256 px) learn nothing visible in a chapter's few hundred steps, even on a GPU;
+    ``FEWSHOT_TH_PROFILE=paper`` builds them anyway, and ``fewshot-th train --profile paper``
+    trains them for real.
+    """
     chosen = os.environ.get("FEWSHOT_TH_PROFILE")
     if chosen:
         if chosen not in PROFILES:
             raise ValueError(f"FEWSHOT_TH_PROFILE must be one of {PROFILES}, got {chosen!r}")
         return chosen
-    return "paper" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def as_device(value, name: str = "device") -> torch.device:
+    """``value`` ("cpu", "cuda", "cuda:1" or a ``torch.device``) as a device this machine has;
+    a clear ``ValueError`` otherwise (``name`` says which argument was wrong)."""
+    if not isinstance(value, (str, torch.device)):
+        raise ValueError(f"{name} must be 'cpu', 'cuda' or a torch.device, got {value!r}")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a device: use 'cpu', 'cuda' or "
+                         "'cuda:N'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be 'cpu' or a CUDA device, got {value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} is {value!r}, but torch sees no CUDA GPU here: use 'cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{name} is {value!r}, but torch sees only "
+                         f"{torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def default_device() -> torch.device:
+    """The device every chapter computes on: the first CUDA GPU when there is one (Colab),
+    else the CPU; ``FEWSHOT_TH_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``...) overrides."""
+    chosen = os.environ.get("FEWSHOT_TH_DEVICE")
+    if not chosen:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return as_device(chosen, "FEWSHOT_TH_DEVICE")
+
+
+def cache_directory() -> Path:
+    """Where results worth keeping between chapters go (the warm-up of chapters 2 and 3, the
+    few-shot grid of chapters 7 and 8): ``FEWSHOT_TH_CACHE``, else ``~/.cache/fewshot_th``."""
+    return Path(os.environ.get("FEWSHOT_TH_CACHE") or Path.home() / ".cache" / "fewshot_th")
 
 
 def quick_mode() -> bool:

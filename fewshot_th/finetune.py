@@ -17,19 +17,23 @@ Two ways, both starting from the meta-learned E, G and D:
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import PROFILES, TrainConfig, profile, training
+from . import checkpoint as ckpt
+from .config import PROFILES, TrainConfig, cache_directory, profile, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
 from .meta import TalkingHeadModel, TrainingDiverged, _d_real_and_fake
 
-__all__ = ["PersonalModel", "few_shot", "default_steps"]
+__all__ = ["PersonalModel", "few_shot", "default_steps", "few_shot_grid"]
 
 FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice, unverified for the paper)
 FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
@@ -217,3 +221,78 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
         history.append(record)
     return PersonalModel("ft", G, psi_prime, e_hat, psi_init=psi_init, w_init=w_init,
                          discriminator=D.eval(), w=w_prime.detach(), history=history)
+
+
+def _model_fingerprint(model: TalkingHeadModel) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_tensors().items()):
+        digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def few_shot_grid(model, videos, people, targets, k_values=(1, 8, 32), modes=("ff", "ft"), *,
+                  ft_steps: int | None = None, cache: bool = True, progress: bool = True):
+    """Every person's target frames drawn by every (K, mode), for the K-shot explorers of
+    chapters 7 and 8: ``(truth, results)`` with ``truth[person]`` the true ``(T, 3, H, W)``
+    frames and ``results[person][(k, mode)]`` the generated ones, all on the CPU.
+
+    Each person's first video (``videos``, a ``SynthHeads``) gives K source frames spread
+    evenly over its first 32 frames, and the frames ``targets`` (indices into that video, not
+    among the sources when they are 32 or later). FT runs ``ft_steps`` steps (default
+    ``default_steps(K)``). With ``cache`` the grid is kept in ``cache_directory()`` under a
+    name made from the model's weights and every argument, so that a second chapter asking
+    for the same grid does not fine-tune again.
+    """
+    if not isinstance(model, TalkingHeadModel):
+        raise TypeError(f"model must be a TalkingHeadModel, got {model!r}")
+    people = [int(p) for p in people]
+    targets = np.asarray(targets)
+    if any(k < 1 or k > 32 for k in k_values) or not k_values:
+        raise ValueError(f"k_values must be between 1 and 32, got {k_values!r}")
+    if not set(modes) <= {"ff", "ft"} or not modes:
+        raise ValueError(f"modes must be 'ff' and/or 'ft', got {modes!r}")
+    if videos.frames_per_video < 32:
+        raise ValueError("few_shot_grid takes its sources from the first 32 frames: the "
+                         f"videos have only {videos.frames_per_video}")
+    first_video = {p: p * videos.num_videos_per_identity for p in people}
+    for p in people:
+        videos.attributes(p)  # a clear error for a person the videos do not have
+    key = {"model": _model_fingerprint(model), "videos": videos.description(),
+           "people": people, "targets": targets.tolist(), "k_values": list(k_values),
+           "modes": list(modes), "ft_steps": ft_steps,
+           "device": str(next(model.generator.parameters()).device.type)}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    directory = cache_directory() / f"few-shot-grid-{name}"
+    truth = {p: videos.get_frames(first_video[p], targets)[0] for p in people}
+    if cache:
+        try:
+            tensors, _ = ckpt.load_checkpoint(directory / "step-00000000.json")
+            results = {p: {(k, mode): tensors[f"{p}/{k}/{mode}"] for k in k_values
+                           for mode in modes} for p in people}
+            return truth, results
+        except (FileNotFoundError, ckpt.CheckpointError, KeyError):
+            pass
+    results = {}
+    with tqdm(total=len(people) * len(k_values) * len(modes), desc="few-shot grid",
+              disable=not progress) as bar:
+        for p in people:
+            _, points = videos.get_frames(first_video[p], targets)
+            results[p] = {}
+            for k in k_values:
+                chosen = np.linspace(0, 31, k).round().astype(int)
+                frames, source_points = videos.get_frames(first_video[p], chosen)
+                for mode in modes:
+                    steps = ft_steps if mode == "ft" else None
+                    personal = few_shot(model, frames, source_points, mode=mode, steps=steps,
+                                        progress=False)
+                    results[p][(k, mode)] = personal.render(points)
+                    bar.update(1)
+    if cache:
+        tensors = {f"{p}/{k}/{mode}": frames for p, grid in results.items()
+                   for (k, mode), frames in grid.items()}
+        try:
+            ckpt.save_checkpoint(directory, 0, tensors, {"key": key}, keep=1)
+        except OSError as error:
+            warnings.warn(f"could not cache the few-shot grid in {directory} ({error})",
+                          stacklevel=2)
+    return truth, results

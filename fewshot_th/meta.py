@@ -9,6 +9,7 @@ or infinite loss. ``fit_reconstruction`` is the pixel-loss-only warm-up of chapt
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -26,13 +27,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import ModelConfig, TrainConfig
-from .data.episodes import EpisodeDataset, episode_batches
+from .config import ModelConfig, TrainConfig, as_device, cache_directory, seed_everything
+from .data.episodes import EpisodeDataset, episode_batches, to_device
+from .data.synthetic import SynthHeads
 from .losses import ContentLoss, adversarial_loss, discriminator_hinge_loss, match_loss
 from .nn import Embedder, Generator, ProjectionDiscriminator
 
 __all__ = ["TalkingHeadModel", "meta_step", "Trainer", "TrainingDiverged", "RunDirectoryInUse",
-           "DataParallel", "fit_reconstruction", "non_finite", "data_description"]
+           "DataParallel", "fit_reconstruction", "reconstruction_warmup",
+           "non_finite", "data_description"]
 
 
 @dataclass
@@ -330,7 +333,7 @@ class Trainer:
         self.content_loss = content_loss.to(device)
         self.out, self.seed = Path(out), seed
         self.checkpoint_every, self.sample_every, self.keep = checkpoint_every, sample_every, keep
-        self.device = torch.device(device)
+        self.device = as_device(device)
         self.num_workers = num_workers
         self.bfloat16 = mixed_precision and fast_bfloat16(self.device)  # decided once
         model.to(self.device)
@@ -535,8 +538,7 @@ class Trainer:
             while self.step < until_step and (
                     max_seconds is None or time.perf_counter() - start < max_seconds):
                 began = time.perf_counter()
-                batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
-                         for k, v in next(batches).items()}
+                batch = to_device(next(batches), self.device)
                 try:
                     losses = meta_step(self.model, batch, self.opt_eg, self.opt_d,
                                        self.content_loss, self.train_config, self._autocast,
@@ -611,7 +613,8 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
     gives the same result on every machine; a time budget does not.
 
     The reconstruction-only warm-up of chapters 2-3: no D, no content networks. ``batches``
-    yields episode batches (``fewshot_th.data.episode_batches``). Returns the loss of every
+    yields episode batches (``fewshot_th.data.episode_batches``), which are moved to the
+    device of the networks (put them on a GPU first to train there). Returns the loss of every
     step; the networks are left in training mode.
     """
     if steps is None and seconds is None:
@@ -623,6 +626,10 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
         raise ValueError(f"seconds must be positive, got {seconds!r}")
     seconds = float("inf") if seconds is None else seconds
     params = [*embedder.parameters(), *generator.parameters()]
+    device = params[0].device
+    if any(p.device != device for p in params):
+        raise ValueError("the embedder and the generator are on different devices: move both "
+                         "to one (net.to(device))")
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
     embedder.train()
     generator.train()
@@ -633,7 +640,7 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
               disable=not progress, desc="fitting E and G (L1)") as bar:
         while (elapsed := time.perf_counter() - start) < seconds and \
                 (steps is None or len(losses) < steps):
-            batch = next(batches)
+            batch = to_device(next(batches), device)
             _, e_hat = embedder(batch["source_frames"], batch["source_landmarks"])
             fake = generator(batch["target_landmarks"], e_hat)
             loss = F.l1_loss(fake, batch["target_frame"])
@@ -644,3 +651,74 @@ def fit_reconstruction(embedder: Embedder, generator: Generator, batches: Iterat
             bar.n = len(losses) if by_steps else min(round(elapsed), bar.total)
             bar.set_postfix(step=len(losses), l1=f"{losses[-1]:.3f}")
     return losses
+
+
+def _code_fingerprint() -> str:
+    """A hash of the package's code that decides a warm-up (networks, data, training), so that
+    a cached result made by other code is never reused."""
+    package = Path(__file__).parent
+    files = sorted([*package.glob("nn/*.py"), *package.glob("data/*.py"), package / "meta.py",
+                    package / "config.py", package / "landmarks.py"])
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def reconstruction_warmup(config: ModelConfig, steps: int, *, seed: int = 0, device="cpu",
+                          cache: bool = True, progress: bool = True):
+    """The warm-up of chapters 2 and 3: ``(embedder, generator, losses)`` after
+    ``fit_reconstruction`` for ``steps`` steps.
+
+    The data are 200 SynthHeads training identities with 2 videos of 32 frames each, episodes
+    of K = 8 frames in batches of 8; ``seed`` seeds the weights and the order of the episodes.
+    With ``cache`` the result is kept in ``cache_directory()`` under a name made from
+    everything that decides it (configuration, steps, seed, data, device type, torch version,
+    the package's code),
+    so that chapter 3 starts from chapter 2's networks instead of training them again; a cached
+    file that is damaged is trained again. The networks come back in training mode on
+    ``device``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig (fewshot_th.config.profile('cpu')), "
+                        f"got {config!r}")
+    device = as_device(device)
+    videos = SynthHeads("train", num_identities=200, num_videos_per_identity=2,
+                        frames_per_video=32, size=config.image_size, seed=0)
+    key = {"model_config": config.as_dict(), "steps": steps, "seed": seed,
+           "data": data_description(videos), "k": 8, "batch_size": 8,
+           "device": device.type, "torch": torch.__version__, "code": _code_fingerprint()}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    directory = cache_directory() / f"warmup-{name}"
+    seed_everything(seed)
+    embedder, generator = Embedder(config), Generator(config)
+    for net in (embedder, generator):
+        net.to(device, memory_format=torch.channels_last)
+    if cache:
+        try:
+            tensors, meta = ckpt.load_checkpoint(directory / f"step-{steps:08d}.json")
+            embedder.load_state_dict({k[9:]: v for k, v in tensors.items()
+                                      if k.startswith("embedder.")})
+            generator.load_state_dict({k[10:]: v for k, v in tensors.items()
+                                       if k.startswith("generator.")})
+            if progress:
+                print(f"the warm-up of {steps} steps, from the cache ({directory})")
+            return embedder.train(), generator.train(), meta["losses"]
+        except (FileNotFoundError, ckpt.CheckpointError, KeyError, RuntimeError):
+            pass  # not there yet, or damaged: train
+    batches = episode_batches(EpisodeDataset(videos, k=8), batch_size=8, seed=seed,
+                              device=device)
+    losses = fit_reconstruction(embedder, generator, batches, steps=steps, progress=progress)
+    if cache:
+        tensors = {**{f"embedder.{k}": v for k, v in embedder.state_dict().items()},
+                   **{f"generator.{k}": v for k, v in generator.state_dict().items()}}
+        try:
+            ckpt.save_checkpoint(directory, steps, tensors, {"losses": losses, "key": key},
+                                 keep=1)
+        except OSError as error:
+            warnings.warn(f"could not cache the warm-up in {directory} ({error}); chapter 3 "
+                          "will train it again (set FEWSHOT_TH_CACHE to a writable folder)",
+                          stacklevel=2)
+    return embedder, generator, losses

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, as_device
 from .meta import TalkingHeadModel
 
 __all__ = ["ASSETS", "available", "load_pretrained", "export_pretrained", "load_trained"]
@@ -45,16 +45,17 @@ def _model_from(tensors: dict[str, torch.Tensor], config: ModelConfig) -> Talkin
     return model.eval()
 
 
-def load_pretrained(name: str = "synthheads-cpu") -> TalkingHeadModel:
-    """A shipped model, in eval mode: ``.config``, ``.embedder``, ``.generator``,
-    ``.discriminator``; ``.info`` holds how it was trained and its scores."""
+def load_pretrained(name: str = "synthheads-cpu", device="cpu") -> TalkingHeadModel:
+    """A shipped model, in eval mode, on ``device``: ``.config``, ``.embedder``,
+    ``.generator``, ``.discriminator``; ``.info`` holds how it was trained and its scores."""
     if not isinstance(name, str) or name not in available():
         raise ValueError(f"no shipped model {name!r}; available: {available() or 'none'} "
                          "(a training checkpoint loads with load_trained)")
+    device = as_device(device)
     weights, meta = ASSETS / f"{name}.safetensors", ASSETS / f"{name}.json"
     info = json.loads(meta.read_text())
     config = ModelConfig.from_dict(info["model_config"])
-    model = _model_from(load_file(str(weights)), config)
+    model = _model_from(load_file(str(weights)), config).to(device)
     model.info = info
     return model
 

@@ -98,3 +98,37 @@ def test_fine_tuning_uses_the_recipe_a_shipped_model_was_trained_with(model, per
     frames, points = person[0][:2], person[1][:2]
     ft = few_shot(model, frames, points, mode="ft", steps=2, progress=False)
     torch.testing.assert_close(ft.psi, ft.psi_init)  # G at lr 1e-12: ψ' barely moved
+
+
+def test_few_shot_grid_draws_every_k_and_mode_and_reuses_its_cache(model, tmp_path, monkeypatch):
+    from fewshot_th import finetune
+    from fewshot_th.finetune import few_shot_grid
+
+    monkeypatch.setenv("FEWSHOT_TH_CACHE", str(tmp_path))
+    videos = SynthHeads("test", num_identities=3, num_videos_per_identity=2, frames_per_video=36,
+                        size=32, seed=0)
+    targets = np.array([33, 35])
+    truth, grid = few_shot_grid(model, videos, [2], targets, k_values=(1, 2), ft_steps=1,
+                                progress=False)
+    assert torch.equal(truth[2], videos.get_frames(4, targets)[0])  # person 2's first video
+    sources, points = videos.get_frames(4, [0, 31])
+    expected = few_shot(model, sources, points, mode="ft", steps=1, progress=False).render(
+        videos.get_frames(4, targets)[1])
+    assert torch.allclose(grid[2][(2, "ft")], expected, atol=1e-6)
+    assert set(grid[2]) == {(1, "ff"), (1, "ft"), (2, "ff"), (2, "ft")}
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cached grid was computed again")
+
+    monkeypatch.setattr(finetune, "few_shot", must_not_run)
+    _, again = few_shot_grid(model, videos, [2], targets, k_values=(1, 2), ft_steps=1,
+                             progress=False)
+    assert all(torch.equal(again[2][key], grid[2][key]) for key in grid[2])
+    with pytest.raises(AssertionError, match="computed again"):  # other steps: not cached
+        few_shot_grid(model, videos, [2], targets, k_values=(1, 2), ft_steps=2, progress=False)
+    with pytest.raises(ValueError, match="k_values"):
+        few_shot_grid(model, videos, [2], targets, k_values=(0,))
+    with pytest.raises(ValueError, match="modes"):
+        few_shot_grid(model, videos, [2], targets, modes=("fast",))
+    with pytest.raises(ValueError, match="identity"):
+        few_shot_grid(model, videos, [7], targets)

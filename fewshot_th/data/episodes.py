@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..config import as_device
 from ..landmarks import draw_landmarks
 
 
@@ -85,9 +86,17 @@ class EpisodeDataset(torch.utils.data.Dataset):
         }
 
 
+def to_device(batch: dict, device) -> dict:
+    """The batch with every tensor moved to ``device`` (other entries as they are)."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value
+            for key, value in batch.items()}
+
+
 def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
-                    num_workers: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
-    """Endless iterator over shuffled batches of episodes (dicts of batched tensors).
+                    num_workers: int = 0, start: int = 0, rank: int = 0, world_size: int = 1,
+                    device=None):
+    """Endless iterator over shuffled batches of episodes (dicts of batched tensors), on
+    ``device`` when one is given (e.g. ``fewshot_th.default_device()``), else on the CPU.
 
     Every pass over the videos is a new epoch: new source and target frames, new order. The
     sequence is a pure function of ``seed``; ``start`` skips that many batches without
@@ -103,6 +112,8 @@ def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
         raise ValueError(f"batch_size must be between 1 and the number of videos "
                          f"({len(episodes)}) divided by the number of processes "
                          f"({world_size}), got {batch_size!r}")
+    if device is not None:
+        device = as_device(device)
     per_epoch = len(episodes) // total
     epoch, offset = divmod(int(start), per_epoch)
     while True:
@@ -113,6 +124,8 @@ def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
         batches = batches[offset:, rank].tolist()
         # The loader draws its workers' seed from ``generator``, not from torch's global RNG,
         # so a resumed run leaves the global RNG where an uninterrupted one does.
-        yield from torch.utils.data.DataLoader(episodes, batch_sampler=batches,
-                                               num_workers=num_workers, generator=generator)
+        loader = torch.utils.data.DataLoader(episodes, batch_sampler=batches,
+                                             num_workers=num_workers, generator=generator)
+        for batch in loader:
+            yield batch if device is None else to_device(batch, device)
         epoch, offset = epoch + 1, 0
