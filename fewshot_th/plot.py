@@ -33,7 +33,7 @@ def overlay(frames: torch.Tensor, landmark_images: torch.Tensor, dim: float = 0.
 
 
 def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = None,
-                ncols: int | None = None, size: float = 1.8, suptitle: str | None = None):
+                ncols: int | None = None, size: float = 2.2, suptitle: str | None = None):
     """Show ``(3, H, W)`` images in a grid; returns the matplotlib figure."""
     images = list(images)
     if not images:
@@ -56,7 +56,7 @@ def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = 
     return fig
 
 
-def show_methods(examples: dict[str, torch.Tensor], size: float = 1.5,
+def show_methods(examples: dict[str, torch.Tensor], size: float = 2.2,
                  suptitle: str | None = None):
     """The same frames drawn by several methods: one row per method (``{name: (N, 3, H, W)}``,
     e.g. ``fewshot_th.evaluation.method_examples``), one column per frame; the row's name
@@ -117,36 +117,57 @@ def _arrow(ax, start, end, text=None):
 
 
 def method_diagram():
-    """The paper's Fig. 2 in boxes: embedder E, generator G with P, discriminator D."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    ax.set_xlim(0, 12)
-    ax.set_ylim(0, 4.2)
+    """The paper's Fig. 2 in boxes: what each network takes and gives, and where each loss
+    of a meta-learning step compares what (Sec. 3.2)."""
+    fig, ax = plt.subplots(figsize=(12, 5.6))
+    ax.set_xlim(0, 14)
+    ax.set_ylim(-0.3, 6.3)
     ax.axis("off")
-    _box(ax, (1.2, 3.3), "K frames x(s)\n+ landmarks y(s)", "#dfe9f7", 2.0)
-    _box(ax, (4.0, 3.3), "Embedder E", "#ffd9a8")
-    _box(ax, (6.6, 3.3), "ê = mean of\nE(x(s), y(s))", "#fff3c4", 1.8)
-    _box(ax, (1.2, 1.1), "target landmarks\ny(t)", "#dfe9f7", 2.0)
-    _box(ax, (6.6, 1.1), "Generator G\nAdaIN(ψ̂ = P ê)", "#c9efc9", 2.0)
-    _box(ax, (9.4, 1.1), "x̂(t)", "#f3d1f4", 1.0)
-    _box(ax, (9.4, 3.3), "Discriminator D\nr = Vᵀ(W_i + w0) + b", "#f7c6c6", 2.4)
-    _arrow(ax, (2.2, 3.3), (3.25, 3.3))
-    _arrow(ax, (4.75, 3.3), (5.7, 3.3))
-    _arrow(ax, (6.6, 2.85), (6.6, 1.55), "ψ̂ = P ê")
-    _arrow(ax, (2.2, 1.1), (5.6, 1.1))
-    _arrow(ax, (7.6, 1.1), (8.9, 1.1))
-    _arrow(ax, (9.4, 1.55), (9.4, 2.85), "realism score")
-    ax.text(6.6, 0.2, "meta-learning: E, G, D trained on K-shot episodes of many videos; "
+    embed, person = (4.0, 5.2), (6.9, 5.2)
+    _box(ax, (1.3, 5.2), "K frames x_i(s)\n+ landmarks y_i(s)", "#dfe9f7", 2.2)
+    _box(ax, embed, "Embedder E\n(one frame at a time)", "#ffd9a8", 2.0)
+    _box(ax, person, "ê_i = mean of\nthe K vectors (Eq. 1)", "#fff3c4", 2.2)
+    _box(ax, (1.3, 2.9), "target landmarks\ny_i(t)", "#dfe9f7", 2.2)
+    _box(ax, (6.9, 2.9), "Generator G\nAdaIN(ψ̂_i = P ê_i)", "#c9efc9", 2.2)
+    _box(ax, (9.5, 2.9), "x̂_i(t)", "#f3d1f4", 1.0)
+    _box(ax, (9.5, 0.6), "real frame\nx_i(t)", "#dfe9f7", 1.6)
+    _box(ax, (12.4, 2.9), "Discriminator D\nr = V(x, y)ᵀ(W_i + w0) + b", "#f7c6c6", 2.8, 1.0)
+    _box(ax, (12.4, 5.2), "W_i: column of video i\n(index i in)", "#f7c6c6", 2.8)
+    _arrow(ax, (2.4, 5.2), (3.0, 5.2))
+    _arrow(ax, (5.0, 5.2), (5.8, 5.2), "e_i(s)")
+    _arrow(ax, (6.9, 4.8), (6.9, 3.35), "ψ̂_i = P ê_i")
+    _arrow(ax, (2.4, 2.9), (5.8, 2.9))
+    _arrow(ax, (8.0, 2.9), (9.0, 2.9))
+    _arrow(ax, (10.0, 2.9), (11.0, 2.9), "x̂ or x")
+    _arrow(ax, (10.3, 0.75), (11.4, 2.4))
+    _arrow(ax, (1.8, 2.45), (11.2, 2.38))  # y(t) goes to D too
+    ax.text(5.0, 2.12, "y_i(t), to D as well", ha="center", fontsize=8)
+    _arrow(ax, (12.4, 4.75), (12.4, 3.4))
+    losses = {(9.5, 1.65): "L_CNT: x̂ against x\n(perceptual)",
+              (12.85, 1.35): "L_ADV (for G): -r(x̂)\n+ feature matching\n"
+                             "L_DSC (for D): hinge",
+              (9.7, 5.65): "L_MCH: |W_i - ê_i| (for E and W)"}
+    for (x, y), text in losses.items():
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5, color="#8b1a1a",
+                bbox={"boxstyle": "round", "fc": "white", "ec": "#8b1a1a", "lw": 0.8})
+    ax.plot([8.0, 11.0], [5.4, 5.4], color="#8b1a1a", lw=1, ls="--")
+    ax.text(7.0, -0.15, "meta-learning: E, G, D trained on K-shot episodes of many videos; "
             "few-shot: ê from K frames of a new person (FF), then fine-tuning (FT)",
-            ha="center", fontsize=8, style="italic")
-    ax.set_title("Few-shot talking heads (Zakharov et al., 2019): the three networks")
+            ha="center", fontsize=8.5, style="italic")
+    ax.set_title("Few-shot talking heads (Zakharov et al., 2019): one meta-learning step")
     return fig
 
 
 def stage_shapes(network: torch.nn.Module, *inputs, **kwargs) -> list[tuple[str, tuple]]:
     """Run ``network(*inputs, **kwargs)`` once and record the output shape of each of its
-    ``stages()`` (``[(name, (C, H, W)), ...]``)."""
+    ``stages()`` (``[(name, (C, H, W)), ...]``); a stage that ends in self-attention is named
+    "... + attention"."""
+    from .nn.blocks import SelfAttention
+
     shapes, hooks = [], []
     for name, module in network.stages():
+        if any(isinstance(m, SelfAttention) for m in module.modules()):
+            name = f"{name} + attention"
         hooks.append(module.register_forward_hook(
             lambda m, a, out, name=name: shapes.append((name, tuple(out.shape[1:])))))
     try:
@@ -158,21 +179,46 @@ def stage_shapes(network: torch.nn.Module, *inputs, **kwargs) -> list[tuple[str,
     return shapes
 
 
-def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple | None = None):
-    """Draw a network as a row of blocks: height ~ resolution, width ~ log2(channels)."""
+def architecture(shapes: list[tuple[str, tuple]], title: str, input_shape: tuple | None = None,
+                 then: Sequence[str] = (), adain: str | None = None):
+    """Draw a network as a row of blocks (height ~ resolution, width ~ log2(channels)) joined
+    by arrows, followed by the steps ``then`` names (e.g. sum pooling, the mean over K
+    frames); ``adain`` labels the vector that feeds every block whose name starts with
+    "AdaIN" (G's ψ̂ = P ê). Returns the figure."""
     items = ([("input", input_shape)] if input_shape else []) + list(shapes)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.05 * len(items)), 3.4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.05 * len(items) + 1.6 * len(then)), 3.8))
     largest = max(shape[1] for _, shape in items)
-    x = 0.0
+    x, previous, adain_x = 0.0, None, []
     for name, (channels, height, width) in items:
         h = 0.25 + 2.2 * height / largest
         w = 0.12 * np.log2(channels + 1)
-        ax.add_patch(plt.Rectangle((x, -h / 2), w, h, fc="#c9dcf2", ec="black"))
-        ax.text(x + w / 2, -h / 2 - 0.12, f"{name}\n{channels}x{height}x{width}",
+        if previous is not None:
+            _arrow(ax, (previous, 0), (x, 0))
+        color = "#c9efc9" if name.startswith("AdaIN") else "#c9dcf2"
+        ax.add_patch(plt.Rectangle((x, -h / 2), w, h, fc=color, ec="black"))
+        label = name.replace(" + ", "\n+ ")  # "down 2 + attention" on two lines
+        ax.text(x + w / 2, -h / 2 - 0.12, f"{label}\n{channels}x{height}x{width}",
                 ha="center", va="top", fontsize=7)
+        if name.startswith("AdaIN"):
+            adain_x.append((x + w / 2, h / 2))
+        previous = x + w
         x += w + 0.55
+    for label in then:
+        _arrow(ax, (previous, 0), (x, 0))
+        width = 0.13 * max(len(line) for line in label.splitlines()) + 0.3
+        ax.add_patch(FancyBboxPatch((x, -0.35), width, 0.7, boxstyle="round,pad=0.05",
+                                    fc="#fff3c4", ec="black"))
+        ax.text(x + width / 2, 0, label, ha="center", va="center", fontsize=8)
+        previous = x + width
+        x += width + 0.55
+    if adain and adain_x:
+        left, right = adain_x[0][0], adain_x[-1][0]
+        ax.text((left + right) / 2, 1.75, adain, ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "fc": "#fff3c4", "ec": "black"})
+        for centre, top in adain_x:
+            _arrow(ax, (centre, 1.55), (centre, top + 0.02))
     ax.set_xlim(-0.3, x)
-    ax.set_ylim(-2.1, 1.5)
+    ax.set_ylim(-2.1, 2.1)
     ax.axis("off")
     ax.set_title(title)
     return fig

@@ -59,7 +59,7 @@ def show_episode(episode: dict, max_sources: int = 16):
     index = episode["frame_indices"].tolist()
     titles = [f"source {index[i]}" for i in range(shown)] + [f"TARGET {index[-1]}"]
     more = "" if shown == k else f" (first {shown} of {k} shown)"
-    return show_images(list(sources) + [target], titles, ncols=min(shown + 1, 9), size=1.5,
+    return show_images(list(sources) + [target], titles, ncols=min(shown + 1, 6), size=2.0,
                        suptitle=f"an episode: K = {k} source frames{more} and a different target")
 
 

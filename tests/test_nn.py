@@ -354,3 +354,20 @@ def test_configs_come_back_from_json_as_they_were():
         assert TrainConfig.from_dict(json.loads(json.dumps(train.as_dict()))) == train
     with pytest.raises(ValueError, match="no fields"):
         ModelConfig.from_dict({"image_size": 64, "colour": "red"})
+
+
+def test_self_attention_weights_are_the_ones_forward_uses():
+    torch.manual_seed(0)
+    block = SelfAttention(16, sn=False).eval()
+    with torch.no_grad():
+        block.gamma.fill_(0.7)
+    x = torch.randn(2, 16, 8, 6)
+    weights = block.attention(x)
+    assert weights.shape == (2, 48, 12)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 48), atol=1e-5)
+    values = torch.nn.functional.max_pool2d(block.value(x), 2).flatten(2)  # (B, C/2, 12)
+    attended = (weights @ values.transpose(1, 2)).transpose(1, 2).reshape(2, 8, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + 0.7 * block.out(attended), atol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        block.attention(torch.randn(2, 8, 8, 8))

@@ -1,5 +1,6 @@
 import ipywidgets as widgets
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
 
@@ -133,3 +134,40 @@ def test_user_study_tallies_the_fakes_found_and_saves_csv(tmp_path):
     assert rows[1].startswith("0,t0,")
     with pytest.raises(ValueError, match="at least one trial"):
         UserStudy([])
+
+
+def test_architecture_draws_the_blocks_the_steps_after_them_and_where_psi_enters():
+    from fewshot_th.config import tiny
+    from fewshot_th.nn import Embedder, Generator
+    from fewshot_th.plot import architecture, stage_shapes
+
+    config = tiny()
+    s = config.image_size
+    frames = torch.rand(1, 1, 3, s, s)
+    shapes = stage_shapes(Embedder(config), frames, frames)
+    assert [name for name, _ in shapes][:1] == ["down 1"]
+    attention = [name for name, _ in shapes if name.endswith("+ attention")]
+    assert len(attention) == len([size for size in config.attention_down
+                                  if size in [shape[1] for _, shape in shapes]])
+    fig = architecture(shapes, "E", input_shape=(6, s, s), then=["sum pool", "mean over K"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "sum pool" in texts and "mean over K" in texts
+    plt.close(fig)
+    g_shapes = stage_shapes(Generator(config), torch.rand(1, 3, s, s),
+                            torch.rand(1, config.embedding_size))
+    fig = architecture(g_shapes, "G", adain="ψ̂ = P ê")
+    adain_blocks = sum(name.startswith("AdaIN") for name, _ in g_shapes)
+    arrows = [p for p in fig.axes[0].patches if type(p).__name__ == "FancyArrowPatch"]
+    assert "ψ̂ = P ê" in [t.get_text() for t in fig.axes[0].texts]
+    assert len(arrows) == len(g_shapes) - 1 + adain_blocks  # block to block, ψ̂ to each AdaIN
+    plt.close(fig)
+
+
+def test_method_diagram_names_every_input_of_d_and_every_loss():
+    from fewshot_th.plot import method_diagram
+
+    fig = method_diagram()
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for needed in ("x̂_i(t)", "x_i(t)", "y_i(t)", "W_i", "L_CNT", "L_ADV", "L_DSC", "L_MCH", "ê_i"):
+        assert needed in text, needed
+    plt.close(fig)

@@ -101,6 +101,13 @@ def is_spectrally_normalized(module: nn.Module) -> bool:
     return isinstance(module, _SpectralNorm)
 
 
+def spectral_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` of every spectrally normalised layer in ``module``; each has
+    ``sigma()`` (its tracked σ) and ``normalized_weight()``."""
+    return [(name, layer) for name, layer in module.named_modules()
+            if isinstance(layer, _SpectralNorm)]
+
+
 def in_format_of(x: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
     """``x`` in the memory format of ``layer``'s weight: after
     ``net.to(memory_format=torch.channels_last)`` whole networks then run channels-last,
@@ -262,3 +269,16 @@ class SelfAttention(nn.Module):
             tokens(self.value(x), True), scale=1.0)
         attended = attended.squeeze(1).transpose(1, 2).reshape(b, -1, h, w)
         return x + self.gamma * self.out(attended)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The weights ``forward`` uses, spelled out: ``(B, H*W, P)``, where row ``p`` says how
+        much position ``p`` (row-major) takes from each of the ``P`` key positions (the 2 x 2
+        max-pooled grid, ``P = H*W/4``, when H and W are even); every row sums to 1."""
+        if x.ndim != 4 or x.shape[1] != self.query.in_channels:
+            raise ValueError(f"x must have shape (B, {self.query.in_channels}, H, W), "
+                             f"got {tuple(x.shape)}")
+        keys = self.key(x)
+        if x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0:
+            keys = F.max_pool2d(keys, 2)
+        queries = self.query(x).flatten(2)  # (B, C/8, H*W)
+        return torch.softmax(queries.transpose(1, 2) @ keys.flatten(2), dim=-1)
