@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ssim", "psnr", "l1", "identity_retrieval", "attribute_recall", "person_ssim",
-           "person_l1", "frechet_distance", "feature_statistics"]
+           "person_l1", "frechet_distance", "feature_statistics", "paired_gain"]
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -27,10 +27,10 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def _gaussian_window(sigma: float = 1.5, radius: int = 5) -> torch.Tensor:
+    """The 1-D Gaussian of SSIM's 11 x 11 window (the window is its outer product)."""
     coords = torch.arange(-radius, radius + 1, dtype=torch.float64)
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -96,16 +96,18 @@ def attribute_recall(generated: torch.Tensor, truth: torch.Tensor,
 def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM at every position where the 11 x 11 window fits: ``(B, 3, H - 10, W - 10)``."""
     x, y = x.double(), y.double()
-    window = _gaussian_window().to(x.device).expand(3, 1, 11, 11)
-
-    def blur(t):
-        return F.conv2d(t, window, groups=3)
-
+    channels = x.shape[1]
+    g = _gaussian_window().to(x.device)
+    rows = g.view(1, 1, 1, -1).expand(5 * channels, 1, 1, -1)
+    columns = g.view(1, 1, -1, 1).expand(5 * channels, 1, -1, 1)
+    # The five maps blurred at once, and the 11 x 11 Gaussian as two 11-tap passes (the same
+    # numbers, a fifth of the work).
+    stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)
+    blurred = F.conv2d(F.conv2d(stacked, rows, groups=5 * channels), columns,
+                       groups=5 * channels)
+    ux, uy, xx, yy, xy = blurred.split(channels, dim=1)
     c1, c2 = 0.01**2, 0.03**2
-    ux, uy = blur(x), blur(y)
-    vx = blur(x * x) - ux * ux
-    vy = blur(y * y) - uy * uy
-    vxy = blur(x * y) - ux * uy
+    vx, vy, vxy = xx - ux * ux, yy - uy * uy, xy - ux * uy
     return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
@@ -176,3 +178,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def paired_gain(after, before) -> tuple[float, float, int]:
+    """A paired comparison over people: the mean of ``after - before``, its standard error,
+    and for how many people it is positive."""
+    after, before = np.asarray(after, dtype=np.float64), np.asarray(before, dtype=np.float64)
+    if after.shape != before.shape or after.ndim != 1 or len(after) == 0:
+        raise ValueError(f"after and before must be equal-length 1-D sequences, got "
+                         f"{after.shape} and {before.shape}")
+    gain = after - before
+    error = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else float("nan")
+    return float(gain.mean()), float(error), int((gain > 0).sum())
