@@ -3,6 +3,7 @@
     fewshot-th train --profile cpu --data synthheads --out runs/cpu --steps 20000
     fewshot-th train --out runs/cpu --steps 40000 --resume      # continue the same run
     fewshot-th evaluate --out results/shipped                  # FF and FT, K = 1, 8, 32
+    fewshot-th reenact --source-person 3 --driver-person 7 --adapt --out a.mp4
     torchrun --nproc_per_node 4 -m fewshot_th train --profile paper --device cuda ...
 
 Under torchrun every process trains on its share of each global batch (``--batch-size`` per
@@ -189,6 +190,80 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reenact_sources(args, size: int):
+    """K source frames and their landmarks, from a SynthHeads person, images or a video."""
+    import numpy as np
+
+    from .data import SynthHeads
+    from .reenact import faces_of, read_frames
+
+    if args.source_person is not None:
+        people = max(args.source_person, args.driver_person or 0) + 1
+        heads = SynthHeads("test", num_identities=people, num_videos_per_identity=2,
+                           frames_per_video=64, size=size, seed=0)
+        chosen = np.linspace(0, 31, args.k).round().astype(int)
+        return heads.get_frames(2 * args.source_person, chosen)
+    path = args.source_images or args.source_video
+    images = read_frames(path, max_frames=None if args.source_images else 32 * 30)
+    if args.source_video:  # K frames spread over the video
+        images = [images[i] for i in np.linspace(0, len(images) - 1, min(args.k, len(images)))
+                  .round().astype(int)]
+    frames, points, _ = faces_of(images, size, backend=args.detector)
+    return frames[:args.k], points[:args.k]
+
+
+def _reenact_driver(args, size: int):
+    """The driving frames (for the side-by-side view) and their landmarks."""
+    import numpy as np
+
+    from .data import SynthHeads
+    from .reenact import faces_of, read_frames
+
+    if args.driver_person is not None:
+        people = max(args.driver_person, args.source_person or 0) + 1
+        heads = SynthHeads("test", num_identities=people, num_videos_per_identity=2,
+                           frames_per_video=args.frames, size=size, seed=0)
+        # The second video of the source person (self-reenactment from another video), else
+        # the driver's first.
+        video = 2 * args.driver_person + int(args.driver_person == args.source_person)
+        return heads.get_frames(video, np.arange(args.frames))
+    images = read_frames(args.driver_video, max_frames=args.frames)
+    frames, points, _ = faces_of(images, size, backend=args.detector, fixed_box=True)
+    return frames, points
+
+
+def _reenact(args: argparse.Namespace) -> int:
+    import torch
+
+    from .finetune import few_shot
+    from .landmarks import draw_landmarks
+    from .pretrained import load_pretrained, load_trained
+    from .reenact import adapt_landmarks, write_video
+
+    try:
+        model = load_trained(args.checkpoint) if args.checkpoint else \
+            load_pretrained(args.pretrained, device=args.device)
+        model.to(args.device)
+        size = model.config.image_size
+        sources, source_points = _reenact_sources(args, size)
+        driver_frames, driver_points = _reenact_driver(args, size)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fewshot-th reenact: {error}", file=sys.stderr)
+        return 2
+    personal = few_shot(model, sources, source_points, mode=args.mode,
+                        steps=args.ft_steps if args.mode == "ft" else None, progress=True)
+    driving = adapt_landmarks(driver_points, driver_points, source_points) if args.adapt \
+        else driver_points
+    generated = personal.render(driving)
+    if args.side_by_side:
+        generated = torch.cat([driver_frames, draw_landmarks(driving, size), generated], dim=3)
+    path = write_video(args.out, generated, fps=args.fps)
+    print(f"written: {path} ({len(generated)} frames, K = {len(sources)}, {args.mode.upper()}, "
+          f"{'adapted' if args.adapt else 'raw'} landmarks"
+          f"{'; driver | landmarks | generated' if args.side_by_side else ''})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fewshot-th", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -250,7 +325,48 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--fid-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="cpu")
+    reenact = commands.add_parser(
+        "reenact", help="drive a person (K frames) with another's motion; writes an mp4")
+    reenact.add_argument("--out", required=True, help="the video to write (.mp4)")
+    reenact.add_argument("--pretrained", default="synthheads-cpu", help="a shipped model")
+    reenact.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
+    source = reenact.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source-person", type=int, help="a SynthHeads test person")
+    source.add_argument("--source-images", help="a folder of photos of one person")
+    source.add_argument("--source-video", help="a video of one person")
+    driver = reenact.add_mutually_exclusive_group(required=True)
+    driver.add_argument("--driver-person", type=int, help="a SynthHeads test person")
+    driver.add_argument("--driver-video", help="a video whose motion drives the person")
+    reenact.add_argument("--k", type=int, default=8, help="source frames (default 8)")
+    reenact.add_argument("--frames", type=int, default=64, help="driving frames (default 64)")
+    reenact.add_argument("--mode", choices=["ff", "ft"], default="ff")
+    reenact.add_argument("--ft-steps", type=int, default=None)
+    reenact.add_argument("--adapt", action="store_true",
+                         help="move the driver's landmarks onto the source's face shape")
+    reenact.add_argument("--side-by-side", action="store_true",
+                         help="driver | driving landmarks | generated in one video")
+    reenact.add_argument("--fps", type=int, default=12)
+    reenact.add_argument("--detector", choices=["dlib", "face_alignment"], default="dlib",
+                         help="landmarks of real images (dlib works offline)")
+    reenact.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.command == "reenact":
+        for flag, low, high in (("k", 1, 32), ("frames", 1, 10_000), ("fps", 1, 120)):
+            if not low <= getattr(args, flag) <= high:
+                parser.error(f"--{flag} must be between {low} and {high}, got "
+                             f"{getattr(args, flag)}")
+        for flag in ("source_person", "driver_person"):
+            value = getattr(args, flag)
+            if value is not None and not 0 <= value < 1000:
+                parser.error(f"--{flag.replace('_', '-')} must be between 0 and 999, got {value}")
+        if args.ft_steps is not None and args.ft_steps < 0:
+            parser.error("--ft-steps must be >= 0")
+        if not args.out.lower().endswith(".mp4"):
+            parser.error(f"--out must name an .mp4 file, got {args.out}")
+        problem = _device_problem(args.device)
+        if problem:
+            parser.error(problem)
+        return _reenact(args)
     if args.command == "evaluate":
         if args.identities < 2:
             parser.error("--identities must be at least 2 (colours are swapped between people)")

@@ -241,3 +241,57 @@ class UserStudy:
         save.on_click(write)
         redraw()
         return widgets.VBox([widgets.HBox(buttons), out, status, widgets.HBox([path, save])])
+
+
+def show_reenactment(entry: dict, mode: str = "ff", adapted: bool = True, frame: int = 0,
+                     title: str | None = None):
+    """One frame of a reenactment (an entry of ``fewshot_th.reenact.reenactment_grid``): the
+    driver's frame, the driving landmark image, the generated frame and the exact frame of the
+    person in that pose. Returns the figure."""
+    key = (mode, adapted)
+    if key not in entry:
+        have = sorted(k for k in entry if isinstance(k, tuple))
+        raise ValueError(f"no {mode.upper()} frames with {'adapted' if adapted else 'raw'} "
+                         f"landmarks in this entry; it has (mode, adapted) = {have}")
+    if not 0 <= frame < len(entry["truth"]):
+        raise ValueError(f"frame must be in [0, {len(entry['truth'])}), got {frame}")
+    generated, truth = entry[key][frame], entry["truth"][frame]
+    landmarks = entry["adapted_images" if adapted else "raw_images"][frame]
+    error = (generated - truth).abs().mean().item()
+    return show_images([entry["driver"][frame], landmarks, generated, truth],
+                       ["driver's frame", f"{'adapted' if adapted else 'raw'} landmarks",
+                        f"{mode.upper()} (L1 {error:.3f})", "exact frame"], size=2.2,
+                       suptitle=title)
+
+
+def reenactment_explorer(grid: dict) -> widgets.Widget:
+    """Precomputed reenactments browsed instantly: person, driver, FF/FT, raw or adapted
+    landmarks, and frame. ``grid``: ``{(person, driver): entry}`` from
+    ``fewshot_th.reenact.reenactment_grid``."""
+    if not grid:
+        raise ValueError("grid must hold at least one (person, driver) entry")
+    people = sorted({person for person, _ in grid})
+    drivers = sorted({driver for _, driver in grid})
+    first = next(iter(grid.values()))
+    modes = sorted({key[0] for key in first if isinstance(key, tuple)})
+    person = widgets.Dropdown(options=people, description="person")
+    driver = widgets.Dropdown(options=drivers, description="driver")
+    mode = widgets.ToggleButtons(options=[(m.upper(), m) for m in modes], description="mode")
+    adapt = widgets.ToggleButtons(options=[("raw", False), ("adapted", True)], value=True,
+                                  description="landmarks")
+    frame = widgets.IntSlider(0, 0, len(first["truth"]) - 1, description="frame")
+
+    def show(person_value, driver_value, mode_value, adapt_value, frame_index):
+        entry = grid.get((person_value, driver_value))
+        if entry is None:
+            print(f"person {person_value} with driver {driver_value} was not computed")
+            return
+        show_reenactment(entry, mode_value, adapt_value, frame_index,
+                         title=f"person {person_value} driven by person {driver_value}")
+        plt.show()
+
+    controls = {"person_value": person, "driver_value": driver, "mode_value": mode,
+                "adapt_value": adapt, "frame_index": frame}
+    out = widgets.interactive_output(show, controls)
+    return widgets.VBox([widgets.HBox([person, driver]), widgets.HBox([mode, adapt]), frame,
+                         out])

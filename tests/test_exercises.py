@@ -1,4 +1,4 @@
-"""The "implement it" exercises of chapters 2-7: the solution in each chapter's dropdown
+"""The "implement it" exercises of chapters 2-9: the solution in each chapter's dropdown
 passes its check cell, and the stub and a plausible wrong answer do not (every check can
 fail). Each check cell is self-contained: it builds what it compares against."""
 
@@ -58,6 +58,15 @@ def feed_forward(model, frames, points, target_points):
         _, e_new = model.embedder(frames[None], draw_landmarks(points, size)[None])
         return model.generator(draw_landmarks(points, size)[:len(target_points)],
                                e_new.expand(len(target_points), -1))
+""",
+    "09_puppeteering": """\
+def align(source, target):
+    mu_a, mu_b = source.mean(0), target.mean(0)
+    a, b = source - mu_a, target - mu_b
+    u, sigma, vt = np.linalg.svd(b.T @ a)
+    rotation = u @ vt
+    scale = sigma.sum() / (a ** 2).sum()
+    return scale, rotation, mu_b - mu_a
 """,
 }
 

@@ -139,3 +139,14 @@ def test_person_scores_equal_whole_frame_scores_with_a_full_mask_and_ignore_the_
         person_l1(x, y, mask.float())
     with pytest.raises(ValueError, match="boolean"):
         person_ssim(x, y, mask[:1])
+
+
+def test_paired_gain_is_the_mean_difference_with_its_standard_error():
+    from fewshot_th.metrics import paired_gain
+
+    mean, error, positive = paired_gain([1.0, 2.0, 4.0], [0.0, 2.5, 1.0])
+    assert mean == pytest.approx(3.5 / 3)
+    assert error == pytest.approx(np.std([1.0, -0.5, 3.0], ddof=1) / np.sqrt(3))
+    assert positive == 2
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_gain([1.0, 2.0], [1.0])

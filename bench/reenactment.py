@@ -1,0 +1,96 @@
+"""Identity leakage in puppeteering, and what landmark adaptation changes (chapter 9).
+
+Every one of ``--people`` SynthHeads test people is driven by ``--drivers`` others (person a
+by a + 7, a + 14, ... modulo the number of people) and by another video of their own, with
+raw, adapted and true landmarks; scored against the exact frames of the person in the
+driver's poses (``fewshot_th.reenact.reenactment_scores``). Prints a markdown table and the
+paired differences adapted - raw with their standard errors.
+
+    python bench/reenactment.py --people 20 --drivers 3 --modes ff
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from fewshot_th.data import SynthHeads
+from fewshot_th.evaluation import markdown_table
+from fewshot_th.finetune import few_shot
+from fewshot_th.metrics import paired_gain, ssim
+from fewshot_th.pretrained import load_pretrained
+from fewshot_th.reenact import cross_episode, reenactment_scores
+
+METRICS = ("landmark_error", "ssim", "l1", "csim_source", "csim_driver")
+
+
+def jaw_experiment(model, videos, pairs) -> str:
+    """FF SSIM with B's raw track, with its jaw points replaced by A's true ones, and with A's
+    true track."""
+    scores = {"raw": [], "raw with A's true jaw": [], "true": []}
+    for source, driver in pairs:
+        episode = cross_episode(videos, source, driver)
+        person = few_shot(model, episode["sources"], episode["source_points"], progress=False)
+        raw, truth = episode["driver_points"].clone(), episode["truth_points"]
+        jaw = raw.clone()
+        jaw[:, :17] = truth[:, :17]
+        for name, track in (("raw", raw), ("raw with A's true jaw", jaw), ("true", truth)):
+            scores[name].append(float(ssim(person.render(track), episode["truth"]).mean()))
+    return "FF SSIM: " + ", ".join(f"{name} {np.mean(v):.4f}" for name, v in scores.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrained", default="synthheads-cpu")
+    parser.add_argument("--people", type=int, default=20)
+    parser.add_argument("--drivers", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=["ff", "ft"], default=["ff"])
+    parser.add_argument("--json", help="also write the per-pair scores to this file")
+    parser.add_argument("--jaw", action="store_true",
+                        help="also score B's raw track with only its 17 jaw points replaced by "
+                             "A's true ones (FF): how much of the gap the jaw line is")
+    args = parser.parse_args()
+    if not 2 <= args.people <= 100 or not 1 <= args.drivers < args.people:
+        parser.error("--people must be 2-100 and --drivers between 1 and --people - 1")
+    model = load_pretrained(args.pretrained)
+    videos = SynthHeads("test", num_identities=args.people, num_videos_per_identity=2,
+                        frames_per_video=64, size=model.config.image_size, seed=0)
+    shifts = [1 + (7 * (d + 1) - 1) % (args.people - 1) for d in range(args.drivers)]
+    cross = [(a, (a + shift) % args.people) for shift in shifts for a in range(args.people)]
+    start = time.perf_counter()
+    scores = reenactment_scores(model, videos, cross, modes=tuple(args.modes))
+    own = reenactment_scores(model, videos, [(a, a) for a in range(args.people)],
+                             modes=tuple(args.modes))
+    rows = []
+    for mode in args.modes:
+        for label, by_kind, kinds in ((f"A driven by B ({len(cross)} pairs)", scores[mode],
+                                       ("raw", "adapted", "true")),
+                                      (f"A by another video of A ({args.people})", own[mode],
+                                       ("raw",))):
+            for kind in kinds:
+                s = by_kind[kind]
+                rows.append((mode.upper(), label, kind, *(f"{s[m].mean():.4f}" for m in METRICS)))
+    print(markdown_table(("mode", "driving", "landmarks", *METRICS), rows))
+    print()
+    for mode in args.modes:
+        for metric in METRICS:
+            mean, error, positive = paired_gain(scores[mode]["adapted"][metric],
+                                                scores[mode]["raw"][metric])
+            print(f"{mode.upper()} adapted - raw, {metric}: {mean:+.4f} ± {error:.4f} "
+                  f"(positive for {positive} of {len(cross)} pairs)")
+    if args.jaw:
+        print("\n" + jaw_experiment(model, videos, cross))
+    print(f"\n{time.perf_counter() - start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"pairs": cross, "scores": {mode: {kind: {m: v.tolist() for m, v in
+                                                               row.items()}
+                                                        for kind, row in by.items()}
+                                                 for mode, by in scores.items()}}, out)
+
+
+if __name__ == "__main__":
+    main()

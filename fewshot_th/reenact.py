@@ -1,0 +1,415 @@
+"""Puppeteering (Sec. 4 of the paper, its Fig. 1): one person driven by another's motion.
+
+A person's model (``few_shot``: FF or FT, from K frames of person A) is given the landmark
+track of a video of person B. The landmarks carry B's *face shape* as well as B's pose and
+expression, so the frames drift towards B (the limitation the paper names, leaving "landmark
+adaptation" to future work). SynthHeads can measure that exactly: it renders A in the pose
+and expression of any of B's frames with A's own face (``cross_episode``).
+
+``adapt_landmarks`` is one way of adapting: estimate each person's neutral shape from their
+frames (Procrustes mean), split each driving frame into a similarity transform (where the head
+is, how large, how rolled) and a residual (the expression, in the face's own frame), and put
+that residual on A's neutral shape instead of B's.
+
+    episode = cross_episode(test, source=3, driver=7)
+    personal = few_shot(model, episode["sources"], episode["source_points"])
+    driving = adapt_landmarks(episode["driver_points"], episode["driver_points"],
+                              episode["source_points"])
+    frames = personal.render(driving)
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.synthetic import Pose, SynthHeads
+from .finetune import few_shot
+from .identity import embed, load_identity_net
+from .landmarks import NUM_LANDMARKS, detect_landmarks, draw_landmarks
+from .metrics import l1, ssim
+
+__all__ = ["similarity_transform", "mouth_opening", "head_turn", "neutral_shape",
+           "adapt_landmarks", "cross_episode", "landmark_error", "face_box", "crop_faces",
+           "faces_of", "read_frames", "write_video", "reenactment_scores", "reenactment_grid"]
+
+
+def _points(points, name: str, single: bool = False) -> np.ndarray:
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    array = np.asarray(points, dtype=np.float64)
+    shape = (NUM_LANDMARKS, 2) if single else (None, NUM_LANDMARKS, 2)
+    if array.ndim != len(shape) or array.shape[-2:] != (NUM_LANDMARKS, 2) or \
+            (not single and len(array) == 0):
+        wanted = "(68, 2)" if single else "(T, 68, 2) with T >= 1"
+        raise ValueError(f"{name} must have shape {wanted} (pixel x, y of the 68 landmarks), "
+                         f"got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    return array
+
+
+def similarity_transform(source, target) -> tuple[float, np.ndarray, np.ndarray]:
+    """The scale ``s``, rotation ``R`` (2 x 2) and shift ``t`` that map the ``(68, 2)`` points
+    ``source`` closest to ``target`` in the least-squares sense (Umeyama's method):
+    ``target ≈ s * source @ R.T + t``."""
+    source, target = _points(source, "source", True), _points(target, "target", True)
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    a, b = source - mu_s, target - mu_t
+    variance = (a ** 2).sum()
+    if variance < 1e-12:
+        raise ValueError("source landmarks are all at one point: no shape to align")
+    u, sigma, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0  # a rotation, never a mirror image
+    flip = np.diag([1.0, d])
+    rotation = u @ flip @ vt
+    scale = float((sigma * np.diag(flip)).sum() / variance)
+    return scale, rotation, mu_t - scale * mu_s @ rotation.T
+
+
+def _apply(points: np.ndarray, scale: float, rotation: np.ndarray, shift: np.ndarray):
+    return scale * points @ rotation.T + shift
+
+
+def mouth_opening(points) -> np.ndarray:
+    """How far the inner lips are apart in each frame of ``(T, 68, 2)`` landmarks, in units of
+    the distance between the eye centres (0: closed)."""
+    frames = _points(points, "points")
+    upper, lower = frames[:, [61, 62, 63]], frames[:, [67, 66, 65]]  # inner lips, facing
+    gap = np.linalg.norm(upper - lower, axis=-1).mean(-1)
+    eyes = np.linalg.norm(frames[:, 36:42].mean(1) - frames[:, 42:48].mean(1), axis=-1)
+    return gap / np.maximum(eyes, 1e-6)
+
+
+def head_turn(points) -> np.ndarray:
+    """How far the head in each frame of ``(T, 68, 2)`` landmarks is turned sideways: the log
+    of the ratio of the nose tip's distances to the two ends of the jaw line (0: frontal)."""
+    frames = _points(points, "points")
+    left = np.linalg.norm(frames[:, 30] - frames[:, 0], axis=-1)
+    right = np.linalg.norm(frames[:, 30] - frames[:, 16], axis=-1)
+    return np.abs(np.log(np.maximum(left, 1e-6) / np.maximum(right, 1e-6)))
+
+
+def neutral_shape(points, rest: float = 0.25, iterations: int = 3) -> np.ndarray:
+    """A person's face shape from ``(K, 68, 2)`` landmarks of their frames: the Procrustes
+    mean (every frame aligned to the mean by a similarity transform, the mean taken again) of
+    the ``rest`` share of the frames (at least one) that are most at rest, the mouth closed
+    and the head frontal (``mouth_opening + head_turn``), centred at 0 in the scale of the
+    first of them. Two people's neutral shapes are then comparable even when one speaks or
+    looks aside in all of their frames and the other in none."""
+    frames = _points(points, "points")
+    if not 0 < rest <= 1:
+        raise ValueError(f"rest must be in (0, 1], got {rest!r}")
+    at_rest = mouth_opening(frames) + head_turn(frames)
+    calm = np.argsort(at_rest, kind="stable")[:max(1, round(rest * len(frames)))]
+    frames = frames[np.sort(calm)]
+    mean = frames[0] - frames[0].mean(0)
+    for _ in range(iterations):
+        aligned = [_apply(f, *similarity_transform(f, mean)) for f in frames]
+        mean = np.mean(aligned, axis=0)
+        mean -= mean.mean(0)
+    return mean
+
+
+def adapt_landmarks(driver, driver_reference, target_reference) -> np.ndarray:
+    """The driver's landmark track ``(T, 68, 2)`` moved onto the target person's face shape.
+
+    ``driver_reference``: landmarks of some of the driver's frames (the driving video itself
+    will do), ``target_reference``: landmarks of the target's frames (the K source frames).
+    For each driving frame: the similarity transform from the driver's neutral shape to the
+    frame (pose in the image plane: position, size, roll) and the residual in the neutral
+    frame (expression, and what a turned head does to the outline); the result is the target's
+    neutral shape plus that residual, put back with the same transform. Rotations out of the
+    image plane (yaw, pitch) are not separated from the shape: that is where it fails most.
+    """
+    track = _points(driver, "driver")
+    neutral_driver = neutral_shape(driver_reference)
+    neutral_target = neutral_shape(target_reference)
+    # The target's shape in the driver's neutral frame: moved, turned and scaled onto it (the
+    # size of a face in a frame says more about the camera and the pose than about the face).
+    target_in_driver_frame = _apply(neutral_target,
+                                    *similarity_transform(neutral_target, neutral_driver))
+    adapted = np.empty_like(track)
+    for i, frame in enumerate(track):
+        scale, rotation, shift = similarity_transform(neutral_driver, frame)
+        back = (frame - shift) @ rotation / scale  # the frame in the neutral frame
+        residual = back - neutral_driver
+        adapted[i] = _apply(target_in_driver_frame + residual, scale, rotation, shift)
+    return adapted.astype(np.float32)
+
+
+def landmark_error(points, truth) -> np.ndarray:
+    """Mean distance in pixels between corresponding landmarks, per frame: ``(T,)``."""
+    points, truth = _points(points, "points"), _points(truth, "truth")
+    if points.shape != truth.shape:
+        raise ValueError(f"points {points.shape} and truth {truth.shape} must match")
+    return np.linalg.norm(points - truth, axis=-1).mean(-1)
+
+
+def cross_episode(videos: SynthHeads, source: int, driver: int, k: int = 8,
+                  frames=None, driver_video: int = 0) -> dict:
+    """Person ``source`` (A) driven by person ``driver`` (B), with exact ground truth.
+
+    A's K source frames come from A's first video (spread over its first 32 frames); B's
+    driving frames are ``frames`` of B's video ``driver_video`` (default: the second half of
+    it). With ``driver == source`` and ``driver_video = 1`` this is self-reenactment from
+    another video. Returns ``sources (K, 3, H, W)``, ``source_points (K, 68, 2)``,
+    ``driver_frames``, ``driver_points`` (B as filmed), ``truth`` and ``truth_points`` (A
+    rendered in B's pose and expression, with A's own face), all as tensors on the CPU.
+    """
+    if not isinstance(videos, SynthHeads):
+        raise TypeError(f"videos must be a SynthHeads data set, got {type(videos).__name__}")
+    for name, person in (("source", source), ("driver", driver)):
+        if isinstance(person, bool) or not isinstance(person, (int, np.integer)) or \
+                not 0 <= person < videos.num_identities:
+            raise ValueError(f"{name} must be a person in [0, {videos.num_identities}), "
+                             f"got {person!r}")
+    if not 0 <= driver_video < videos.num_videos_per_identity:
+        raise ValueError(f"driver_video must be in [0, {videos.num_videos_per_identity}), "
+                         f"got {driver_video}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(
+            32, videos.frames_per_video):
+        raise ValueError(f"k must be between 1 and {min(32, videos.frames_per_video)}, got {k!r}")
+    per = videos.num_videos_per_identity
+    if frames is None:
+        frames = np.arange(videos.frames_per_video // 2, videos.frames_per_video)
+    frames = np.asarray(frames)
+    chosen = np.linspace(0, min(32, videos.frames_per_video) - 1, k).round().astype(int)
+    sources, source_points = videos.get_frames(source * per, chosen)
+    driver_index = driver * per + driver_video
+    driver_frames, driver_points = videos.get_frames(driver_index, frames)
+    pose = videos.pose(driver_index, frames)
+    truth, truth_points = videos.render(source, pose, return_landmarks=True)
+    return {"sources": sources, "source_points": source_points,
+            "driver_frames": driver_frames, "driver_points": driver_points,
+            "truth": truth, "truth_points": truth_points, "pose": pose,
+            "source": int(source), "driver": int(driver)}
+
+
+# ---------------------------------------------------------------- real images and videos
+
+@functools.cache
+def _synthheads_framing() -> tuple[float, float, float]:
+    """Where SynthHeads puts a face: the distance between the eye centres as a share of the
+    frame width, and the centre of the 68 landmarks (x, y) as shares of the frame, averaged
+    over frontal, neutral renders of 16 people."""
+    heads = SynthHeads("test", num_identities=16, num_videos_per_identity=1,
+                       frames_per_video=2, size=256, seed=0)
+    eyes, centre = [], []
+    for person in range(16):
+        _, points = heads.render(person, Pose(), return_landmarks=True)
+        points = points.reshape(-1, NUM_LANDMARKS, 2)[0].numpy().astype(np.float64)
+        eyes.append(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+        centre.append(points.mean(0))
+    eyes_share = float(np.mean(eyes)) / 256
+    cx, cy = np.mean(centre, axis=0) / 256
+    return eyes_share, float(cx), float(cy)
+
+
+def face_box(points) -> tuple[float, float, float]:
+    """The square ``(left, top, side)`` in pixels that frames the face of ``(68, 2)`` landmarks
+    (or the mean face of ``(T, 68, 2)``) as SynthHeads frames its faces."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 3:
+        points = np.nanmean(points, axis=0)
+    points = _points(points, "points", single=True)
+    eyes_share, cx, cy = _synthheads_framing()
+    side = np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)) / eyes_share
+    centre = points.mean(0)
+    return float(centre[0] - cx * side), float(centre[1] - cy * side), float(side)
+
+
+def crop_faces(images, points, size: int, box=None):
+    """Crop each ``(H, W, 3)`` uint8 image to the square around its face (``face_box`` of its
+    ``(68, 2)`` landmarks, or one fixed ``box`` for all) and resize it to ``size``: returns
+    frames ``(N, 3, size, size)`` in [0, 1] and the landmarks in the crops' pixels. Parts of
+    the square outside the image repeat its border."""
+    frames, moved = [], []
+    for image, face in zip(images, np.asarray(points, dtype=np.float64)):
+        left, top, side = box if box is not None else face_box(face)
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+        h, w = tensor.shape[1:]
+        # One affine resampling: output pixel centres mapped into the image, edges repeated.
+        xs = left + (torch.arange(size) + 0.5) * side / size
+        ys = top + (torch.arange(size) + 0.5) * side / size
+        grid = torch.stack(torch.meshgrid(xs / w * 2 - 1, ys / h * 2 - 1, indexing="xy"), -1)
+        scale = side / size
+        if scale > 1:  # shrinking: blur first so that the crop does not alias
+            tensor = F.avg_pool2d(tensor[None], kernel_size=int(round(scale)) | 1, stride=1,
+                                  padding=int(round(scale)) // 2)[0]
+        crop = F.grid_sample(tensor[None], grid[None].float(), mode="bilinear",
+                             padding_mode="border", align_corners=False)[0]
+        frames.append(crop.clamp(0, 1))
+        moved.append((face - [left, top]) * size / side)
+    return torch.stack(frames), torch.from_numpy(np.asarray(moved, dtype=np.float32))
+
+
+def read_frames(path, max_frames: int | None = None) -> list[np.ndarray]:
+    """RGB uint8 frames of a video file, or of the images of a folder (sorted by name)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    files = None
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+        if not files:
+            raise ValueError(f"{path} holds no images (.png, .jpg, .jpeg, .bmp, .webp)")
+    frames = []
+    try:
+        if files is not None:
+            frames = [iio.imread(p) for p in files[:max_frames]]
+        else:
+            for i, frame in enumerate(iio.imiter(path)):
+                if max_frames is not None and i >= max_frames:
+                    break
+                frames.append(frame)
+    except Exception as error:  # imageio raises several types for unreadable files
+        raise ValueError(f"cannot read {path}: {error}") from None
+    rgb = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        if frame.dtype != np.uint8:
+            raise ValueError(f"{path}: frames must be 8-bit images, got {frame.dtype}")
+        rgb.append(np.ascontiguousarray(frame[..., :3]))
+    if not rgb:
+        raise ValueError(f"{path} holds no frames")
+    return rgb
+
+
+def write_video(path, frames: torch.Tensor, fps: int = 12) -> Path:
+    """Write ``(T, 3, H, W)`` frames in [0, 1] as an H.264 mp4 (through imageio's ffmpeg)."""
+    if frames.ndim != 4 or frames.shape[1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be (T, 3, H, W) with T >= 1, got {tuple(frames.shape)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    video = (frames.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    # H.264 wants even sides: repeat the last row or column where needed.
+    h, w = video.shape[1:3]
+    video = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    iio.imwrite(path, video, fps=fps, codec="libx264", macro_block_size=1)
+    return path
+
+
+def faces_of(images, size: int, backend: str = "dlib", fixed_box: bool = False):
+    """Landmarks of the largest face in each image, and the images cropped to it.
+
+    Returns ``(frames (N', 3, size, size), points (N', 68, 2), kept)``: with ``fixed_box``
+    (a video: the crop stays put and the head moves in it) every frame is kept, a frame without
+    a face taking the landmarks of the one before; otherwise (separate photos) each image is
+    cropped around its own face and images without one are left out (``kept`` lists the
+    indices used). Raises ``ValueError`` when no face is found at all."""
+    points, found = detect_landmarks(images, backend=backend)
+    if not found.any():
+        raise ValueError(f"no face found in any of the {len(found)} images: the driver and the "
+                         "sources need a visible face (frontal, not too small)")
+    if fixed_box:
+        first = int(np.argmax(found))
+        for i in range(len(points)):  # hold the last face through frames without one
+            if not found[i]:
+                points[i] = points[i - 1] if i > first else points[first]
+        frames, moved = crop_faces(images, points, size, box=face_box(points[found]))
+        return frames, moved, np.arange(len(points))
+    kept = np.flatnonzero(found)
+    frames, moved = crop_faces([images[i] for i in kept], points[kept], size)
+    return frames, moved, kept
+
+
+# ---------------------------------------------------------------- measuring identity leakage
+
+def _personal_models(model, k: int, ft_steps: int | None):
+    """``made(source, mode, episode)``: the person's model from the episode's K sources, made
+    once per person and mode (a person's sources are the same whoever drives them)."""
+    cache = {}
+
+    def made(source: int, mode: str, episode: dict):
+        if (source, mode) not in cache:
+            cache[(source, mode)] = few_shot(model, episode["sources"],
+                                             episode["source_points"], mode=mode,
+                                             steps=ft_steps if mode == "ft" else None,
+                                             progress=False)
+        return cache[(source, mode)]
+
+    return made
+
+
+def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff",),
+                       ft_steps: int | None = None, progress: bool = True) -> dict:
+    """Each person of ``pairs`` (``(source, driver)``; equal for self-reenactment, then from
+    the person's second video) driven by raw and by adapted landmarks, scored against the
+    exact frames of the source person in the driver's poses.
+
+    Returns ``{mode: {"raw" | "adapted" | "true": {metric: (pairs,) array}}}`` with metrics
+    ``ssim``, ``l1`` (against the exact frames), ``csim_source`` and ``csim_driver`` (cosine
+    similarity of the SynthHeads identity network's embedding of the generated frames to the
+    mean embedding of the source's exact frames, and of the driver's real frames) and
+    ``landmark_error`` (pixels, of the driving landmarks against the source's true ones).
+    ``"true"`` drives with the source's true landmarks: the best any adaptation can do.
+    """
+
+    net = load_identity_net()
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    if not pairs:
+        raise ValueError("pairs must name at least one (source, driver) pair")
+    scores = {mode: {kind: {m: [] for m in ("ssim", "l1", "csim_source", "csim_driver",
+                                            "landmark_error")}
+                     for kind in ("raw", "adapted", "true")} for mode in modes}
+    made = _personal_models(model, k, ft_steps)
+    for source, driver in tqdm(pairs, desc="reenactment", disable=not progress):
+        episode = cross_episode(videos, source, driver, k=k, driver_video=int(source == driver))
+        points = episode["driver_points"]
+        driving = {"raw": points.numpy(),
+                   "adapted": adapt_landmarks(points, points, episode["source_points"]),
+                   "true": episode["truth_points"].numpy()}
+        person = F.normalize(embed(net, episode["truth"]).mean(0), dim=0)
+        other = F.normalize(embed(net, episode["driver_frames"]).mean(0), dim=0)
+        for mode in modes:
+            personal = made(source, mode, episode)
+            for kind, track in driving.items():
+                frames = personal.render(track)
+                e = embed(net, frames)
+                row = scores[mode][kind]
+                row["ssim"].append(float(ssim(frames, episode["truth"]).mean()))
+                row["l1"].append(float(l1(frames, episode["truth"]).mean()))
+                row["csim_source"].append(float((e @ person).mean()))
+                row["csim_driver"].append(float((e @ other).mean()))
+                row["landmark_error"].append(float(
+                    landmark_error(track, episode["truth_points"]).mean()))
+    return {mode: {kind: {m: np.asarray(v) for m, v in row.items()} for kind, row in by.items()}
+            for mode, by in scores.items()}
+
+
+
+def reenactment_grid(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff", "ft"),
+                     frames=None, ft_steps: int | None = None, progress: bool = True) -> dict:
+    """Reenactments to browse (``fewshot_th.widgets.reenactment_explorer``):
+    ``{(source, driver): entry}``, each entry holding the driver's frames (``"driver"``), the
+    exact frames of the source in the driver's poses (``"truth"``), the raw and adapted
+    landmark images (``"raw_images"``, ``"adapted_images"``) and the generated frames under
+    ``(mode, adapted)`` for every mode and both kinds of landmarks."""
+
+    grid = {}
+    size = model.config.image_size
+    made = _personal_models(model, k, ft_steps)
+    for source, driver in tqdm(list(pairs), desc="reenactment grid", disable=not progress):
+        episode = cross_episode(videos, source, driver, k=k, frames=frames,
+                                driver_video=int(source == driver))
+        points = episode["driver_points"]
+        adapted = adapt_landmarks(points, points, episode["source_points"])
+        entry = {"driver": episode["driver_frames"], "truth": episode["truth"],
+                 "raw_images": draw_landmarks(points, size),
+                 "adapted_images": draw_landmarks(adapted, size)}
+        for mode in modes:
+            personal = made(source, mode, episode)
+            entry[(mode, False)] = personal.render(points)
+            entry[(mode, True)] = personal.render(adapted)
+        grid[(int(source), int(driver))] = entry
+    return grid

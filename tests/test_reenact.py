@@ -1,0 +1,158 @@
+"""Puppeteering: landmark adaptation, exact ground truth, real-image crops, video I/O, CLI."""
+
+import numpy as np
+import pytest
+import torch
+
+from fewshot_th.config import tiny
+from fewshot_th.data import Pose, SynthHeads
+from fewshot_th.meta import TalkingHeadModel
+from fewshot_th.reenact import (
+    adapt_landmarks,
+    crop_faces,
+    cross_episode,
+    face_box,
+    landmark_error,
+    mouth_opening,
+    neutral_shape,
+    read_frames,
+    reenactment_grid,
+    similarity_transform,
+    write_video,
+)
+
+
+@pytest.fixture(scope="module")
+def heads():
+    return SynthHeads("test", num_identities=12, num_videos_per_identity=2, frames_per_video=40,
+                      size=64, seed=0)
+
+
+def test_similarity_transform_recovers_a_known_one():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(68, 2)) * 10
+    angle = -0.3
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = 0.8 * points @ rotation.T + [3.0, 4.0]
+    scale, found, shift = similarity_transform(points, moved)
+    assert scale == pytest.approx(0.8) and np.allclose(found, rotation)
+    assert np.allclose(shift, [3.0, 4.0])
+    mirrored = points * [-1, 1]  # a mirror image is not a rotation: the fit stays a rotation
+    assert np.linalg.det(similarity_transform(points, mirrored)[1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one point"):
+        similarity_transform(np.zeros((68, 2)), moved)
+    with pytest.raises(ValueError, match="68"):
+        similarity_transform(points[:10], moved[:10])
+
+
+def test_mouth_opening_and_neutral_shape_ignore_pose_and_speech(heads):
+    pose = heads.pose(0)
+    _, points = heads.render(0, pose, return_landmarks=True)
+    opening = mouth_opening(points)
+    assert np.corrcoef(opening, pose.mouth)[0, 1] > 0.9
+    calm = Pose(yaw=np.zeros(4), mouth=np.zeros(4))
+    _, rest = heads.render(0, calm, return_landmarks=True)
+    shape = neutral_shape(points)
+    reference = neutral_shape(rest)  # the same person, still and silent
+    s, r, t = similarity_transform(shape, reference)
+    fitted = s * shape @ r.T + t
+    assert np.linalg.norm(fitted - reference, axis=-1).mean() < 0.5
+    with pytest.raises(ValueError, match="rest"):
+        neutral_shape(points, rest=0)
+
+
+def test_adapting_a_track_to_its_own_person_changes_nothing_much(heads):
+    _, points = heads.get_frames(0, np.arange(40))
+    same = adapt_landmarks(points, points, points)
+    assert landmark_error(same, points).mean() < 0.05
+
+
+def test_adaptation_brings_the_driver_closer_to_the_person_on_most_pairs(heads):
+    raw, adapted = [], []
+    for a in range(10):
+        episode = cross_episode(heads, a, (a + 5) % 12, k=8)
+        track = adapt_landmarks(episode["driver_points"], episode["driver_points"],
+                                episode["source_points"])
+        raw.append(landmark_error(episode["driver_points"], episode["truth_points"]).mean())
+        adapted.append(landmark_error(track, episode["truth_points"]).mean())
+    raw, adapted = np.array(raw), np.array(adapted)
+    assert adapted.mean() < 0.9 * raw.mean()
+    assert (adapted < raw).sum() >= 7
+
+
+def test_cross_episode_renders_the_person_in_the_drivers_exact_pose(heads):
+    episode = cross_episode(heads, 2, 5, k=4, frames=[30, 35])
+    assert episode["sources"].shape == (4, 3, 64, 64)
+    assert torch.equal(episode["sources"], heads.get_frames(4, [0, 10, 21, 31])[0])
+    truth, points = heads.render(2, heads.pose(10, [30, 35]), return_landmarks=True)
+    assert torch.equal(episode["truth"], truth) and torch.equal(episode["truth_points"], points)
+    assert torch.equal(episode["driver_frames"], heads.get_frames(10, [30, 35])[0])
+    own = cross_episode(heads, 2, 2, k=4, frames=[30], driver_video=1)
+    assert torch.allclose(own["truth"], own["driver_frames"], atol=1e-6)  # A is A
+    for bad, message in (({"source": 12}, "source"), ({"driver": -1}, "driver"),
+                         ({"k": 0}, "k must"), ({"driver_video": 2}, "driver_video")):
+        arguments = {"source": 0, "driver": 1, **bad}
+        with pytest.raises(ValueError, match=message):
+            cross_episode(heads, **arguments)
+
+
+def test_crop_puts_a_face_where_synthheads_puts_it(heads):
+    frame, points = heads.render(0, Pose(yaw=np.zeros(1)), return_landmarks=True)  # frontal
+    image = (frame[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    big = np.kron(image, np.ones((4, 4, 1), dtype=np.uint8))  # the same face at 256 px
+    crops, moved = crop_faces([big], points.numpy() * 4, 64)
+    assert crops.shape == (1, 3, 64, 64)
+    assert landmark_error(moved, points).mean() < 1.0  # a frontal face stays where it was
+    assert (crops - frame)[..., 12:52, 12:52].abs().mean() < 0.05  # the face, not the corners
+    left, top, side = face_box(points[0].numpy() * 4)
+    assert 150 < side < 400
+
+
+def test_video_round_trip_and_unreadable_files(tmp_path):
+    frames = torch.rand(6, 3, 33, 32)
+    path = write_video(tmp_path / "v.mp4", frames, fps=6)
+    back = read_frames(path)
+    assert len(back) == 6 and back[0].shape == (34, 32, 3)  # padded to even sides
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="cannot read"):
+        read_frames(tmp_path / "broken.mp4")
+    with pytest.raises(FileNotFoundError):
+        read_frames(tmp_path / "missing.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        read_frames(tmp_path / "empty")
+    with pytest.raises(ValueError, match="T >= 1"):
+        write_video(tmp_path / "x.mp4", torch.rand(0, 3, 8, 8))
+
+
+def test_reenactment_grid_holds_every_mode_and_kind_of_landmarks(heads):
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=4).eval()
+    small = SynthHeads("test", num_identities=3, num_videos_per_identity=2, frames_per_video=36,
+                       size=tiny().image_size, seed=0)
+    grid = reenactment_grid(model, small, [(0, 1)], k=2, modes=("ff", "ft"), frames=[33, 35],
+                            ft_steps=1, progress=False)
+    entry = grid[(0, 1)]
+    for key in (("ff", False), ("ff", True), ("ft", False), ("ft", True)):
+        assert entry[key].shape == (2, 3, 32, 32)
+    assert not torch.equal(entry[("ff", False)], entry[("ff", True)])
+
+
+def test_reenact_command_writes_a_video_and_refuses_bad_input(tmp_path, capsys):
+    from fewshot_th.cli import main
+
+    out = tmp_path / "a.mp4"
+    code = main(["reenact", "--source-person", "1", "--driver-person", "4", "--adapt",
+                 "--side-by-side", "--frames", "6", "--k", "2", "--out", str(out)])
+    assert code == 0 and out.exists()
+    frames = read_frames(out)
+    assert len(frames) == 6 and frames[0].shape == (64, 192, 3)
+    with pytest.raises(SystemExit):
+        main(["reenact", "--source-person", "1", "--driver-person", "4", "--out", "a.avi"])
+    blank = tmp_path / "blank.mp4"
+    write_video(blank, torch.full((4, 3, 64, 64), 0.5))
+    assert main(["reenact", "--source-person", "1", "--driver-video", str(blank),
+                 "--out", str(tmp_path / "b.mp4")]) == 2
+    assert "no face found" in capsys.readouterr().err
+    assert main(["reenact", "--source-images", str(tmp_path / "nothing"), "--driver-person",
+                 "2", "--out", str(tmp_path / "c.mp4")]) == 2
