@@ -53,7 +53,7 @@ bench: $(STAMP)
 figures: $(STAMP)
 	$(BIN)/python book/figures/make_figures.py
 
-# Run every chapter in full (as a reader would, about 15 minutes on 2 cores) and store all of
+# Run every chapter in full (as a reader would, about 9 minutes on 2 cores) and store all of
 # its outputs in the notebook, so that GitHub, nbviewer and Colab show them before running.
 outputs: $(STAMP)
 	$(BIN)/python book/refresh_outputs.py

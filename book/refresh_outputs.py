@@ -8,12 +8,14 @@ the widgets' saved state are dropped. The cells marked ``# NBVAL_CHECK_OUTPUT`` 
 ``pytest --nbval-lax`` compares with the tests' shortened run, so their outputs must not
 depend on the shortening (they hold shapes, counts and stored results).
 
-``make outputs`` runs it for every chapter (about 15 minutes on 2 CPU cores).
+``make outputs`` runs it for every chapter (about 9 minutes on 2 CPU cores; each chapter's time
+is printed, ``bench/RESULTS.md`` records them).
 """
 
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -22,8 +24,10 @@ from nbclient import NotebookClient
 DPI = 80
 
 
-def refresh(path: Path) -> None:
+def refresh(path: Path) -> float:
+    """Run one chapter and store its outputs; returns the seconds it took."""
     notebook = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
     NotebookClient(notebook, timeout=1800, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     images = 0
@@ -37,7 +41,10 @@ def refresh(path: Path) -> None:
     # static picture of what it shows.
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
-    print(f"refreshed {path}: {images} figures, {path.stat().st_size / 2**10:.0f} KiB")
+    seconds = time.perf_counter() - start
+    print(f"refreshed {path}: {images} figures, {path.stat().st_size / 2**10:.0f} KiB, "
+          f"executed in {seconds:.0f} s")
+    return seconds
 
 
 if __name__ == "__main__":
@@ -48,5 +55,8 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as config:
         Path(config, "matplotlibrc").write_text(f"figure.dpi: {DPI}\n")
         os.environ["MATPLOTLIBRC"] = config
-        for notebook_path in paths:
-            refresh(notebook_path)
+        # A cache of this run only: the stored outputs are those of a reader's first run
+        # (chapter 3 still reuses the warm-up chapter 2 trained a moment before).
+        os.environ["FEWSHOT_TH_CACHE"] = str(Path(config, "cache"))
+        total = sum(refresh(notebook_path) for notebook_path in paths)
+    print(f"{len(paths)} chapters executed in {total:.0f} s")

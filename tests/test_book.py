@@ -47,8 +47,37 @@ def test_first_cell_installs_on_colab_picks_the_profile_and_seeds(chapter):
     url = re.search(r'REPOSITORY = "([^"]+)"', first.source)
     assert url and url.group(1) == CONFIG["repository"]["url"], \
         "the Colab install cell must name the repository of _config.yml"
-    for needed in ("google.colab", "default_profile()", "seed_everything("):
+    for needed in ("google.colab", "default_profile()", "DEVICE = fewshot_th.default_device()",
+                   "seed_everything("):
         assert needed in first.source
+
+
+def _calls(source: str, name: str):
+    """The text of every call ``name(...)`` in ``source``, brackets matched."""
+    for match in re.finditer(rf"\b{name}\(", source):
+        depth, end = 0, match.end() - 1
+        for end in range(match.end() - 1, len(source)):
+            depth += {"(": 1, ")": -1}.get(source[end], 0)
+            if depth == 0:
+                break
+        yield source[match.start():end + 1]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_compute_on_the_device_of_their_first_cell(chapter):
+    """On Colab with a GPU every network a chapter trains or runs on data goes to the GPU:
+    the calls that build or load them, or feed them batches, name DEVICE (the exercises' own
+    checks may use the CPU)."""
+    cells = nbformat.read(chapter, as_version=4).cells
+    end = next(i for i, c in enumerate(cells) if "## Exercises" in c.source)
+    source = "\n".join(c.source for c in cells[1:end] if c.cell_type == "code")
+    checked = 0
+    for name in ("load_pretrained", "reconstruction_warmup", "Trainer", "episode_batches"):
+        for call in _calls(source, name):
+            assert "DEVICE" in call, f"{chapter.name}: {call} does not say device=DEVICE"
+            checked += 1
+    if chapter.stem >= "02":
+        assert checked, f"{chapter.name}: no network on DEVICE"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
