@@ -351,10 +351,10 @@ def as_device(value, name: str = "device") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} must be 'cpu' or a CUDA device, got {value!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name} is {value!r}, but torch sees no CUDA GPU here: use 'cpu'")
+        raise ValueError(f"{name} {device}: torch sees no CUDA GPU here; use 'cpu'")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"{name} is {value!r}, but torch sees only "
-                         f"{torch.cuda.device_count()} GPU(s)")
+        raise ValueError(f"{name} {device}: torch sees only {torch.cuda.device_count()} "
+                         "GPU(s), numbered from 0")
     return device
 
 
