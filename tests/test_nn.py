@@ -163,8 +163,8 @@ def test_e_hat_is_the_mean_of_e_and_ignores_the_order_of_the_frames(nets):
     torch.testing.assert_close(e_hat, e.mean(1))
     torch.testing.assert_close(e_hat2, e_hat, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(e2, e[:, order], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(single[0, 0], e[0, 2], atol=1e-5, rtol=1e-5), \
-        "each frame is embedded on its own (no mixing across the K frames)"
+    torch.testing.assert_close(single[0, 0], e[0, 2], atol=1e-5, rtol=1e-5,
+                               msg="each frame is embedded on its own (no mixing across K)")
     assert (e >= 0).all(), "sum pooling is followed by a ReLU"
 
 
