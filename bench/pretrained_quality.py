@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from fewshot_th.evaluation import attribute_table, evaluate_feed_forward
+from fewshot_th.metrics import paired_gain
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 
@@ -51,11 +51,12 @@ def main() -> None:
     print("details: L1 on the pixels of the one-sided details (hair streak, earring, mark)")
     for kind, by_k in results.items():  # paired over identities: do more shots help?
         low, high = min(by_k), max(by_k)
-        gain = np.subtract(by_k[high]["model"]["ssim_by_identity"],
-                           by_k[low]["model"]["ssim_by_identity"])
-        print(f"{kind}: model SSIM K = {low} -> {high}: {gain.mean():+.4f} "
-              f"± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f} (standard error), better for "
-              f"{int((gain > 0).sum())} of {len(gain)} identities; detail L1 "
+        mean, error, better = paired_gain(by_k[high]["model"]["ssim_by_identity"],
+                                          by_k[low]["model"]["ssim_by_identity"])
+        people = len(by_k[high]["model"]["ssim_by_identity"])
+        print(f"{kind}: model SSIM K = {low} -> {high}: {mean:+.4f} "
+              f"± {error:.4f} (standard error), better for "
+              f"{better} of {people} identities; detail L1 "
               f"{by_k[low]['model']['detail_l1']:.3f} -> {by_k[high]['model']['detail_l1']:.3f}")
     for kind in results:
         print(f"\nattribute recall, {kind} targets:\n{attribute_table(results, kind)}")

@@ -25,6 +25,7 @@ from fewshot_th.evaluation import (
 )
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, Trainer
+from fewshot_th.metrics import paired_gain
 from fewshot_th.plot import gains_against_paper, scores_against_k
 from fewshot_th.pretrained import load_trained
 
@@ -273,7 +274,6 @@ def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(ch
 
 
 def test_the_stored_evaluation_of_the_shipped_model_shows_the_papers_main_trends():
-    import numpy as np
 
     from fewshot_th.pretrained import ASSETS
 
@@ -293,12 +293,9 @@ def test_the_stored_evaluation_of_the_shipped_model_shows_the_papers_main_trends
     # Fine-tuning uses more shots: paired over the 20 people, its SSIM gain from K = 1 to
     # K = 32 (same-video) and to K = 8 (pose-distant) is above three standard errors, and on
     # pose-distant targets its error on the one-sided details falls as K grows.
-    def paired_gain(by_k, k):
-        gain = np.subtract(by_k[k]["FT"]["ssim_by_identity"], by_k["1"]["FT"]["ssim_by_identity"])
-        return gain.mean(), gain.std(ddof=1) / np.sqrt(len(gain))
-
     for by_k, k in ((scores["same-video"], "32"), (far, "8")):
-        mean, error = paired_gain(by_k, k)
+        mean, error, _ = paired_gain(by_k[k]["FT"]["ssim_by_identity"],
+                                     by_k["1"]["FT"]["ssim_by_identity"])
         assert mean > 3 * error
     assert far["1"]["FT"]["detail_l1"] > far["8"]["FT"]["detail_l1"] > far["32"]["FT"]["detail_l1"]
     # the FF numbers are the ones stored with the model itself (chapter 6's table)
