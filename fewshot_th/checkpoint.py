@@ -19,9 +19,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .config import cache_directory
+
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
            "load_latest_intact", "clean_directory", "CheckpointError", "flatten_optimizer",
-           "unflatten_optimizer", "pack_checkpoint", "unpack_checkpoint"]
+           "unflatten_optimizer", "pack_checkpoint", "unpack_checkpoint", "cache_entry",
+           "load_cached", "save_cached"]
 
 CHECKSUM = "tensors_sha256"
 
@@ -268,3 +271,32 @@ def unpack_checkpoint(parts: str | os.PathLike, directory: str | os.PathLike) ->
     step = meta.pop("step")
     # keep every checkpoint already in ``directory``: unpacking must not delete any
     return save_checkpoint(directory, step, tensors, meta, keep=1_000_000)
+
+
+# ------------------------------------------------------------ results cached between chapters
+
+def cache_entry(kind: str, key: dict) -> Path:
+    """The folder of a cached result in ``config.cache_directory()``: ``kind`` and a hash of
+    ``key``, which must hold everything that decides the result (JSON-serialisable)."""
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_directory() / f"{kind}-{name}"
+
+
+def load_cached(entry: Path, step: int = 0) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """``(tensors, meta)`` of a cached result, or None when it is missing or damaged (then it
+    is computed again)."""
+    try:
+        return load_checkpoint(entry / f"step-{step:08d}.json")
+    except (FileNotFoundError, CheckpointError):
+        return None
+
+
+def save_cached(entry: Path, tensors: dict[str, torch.Tensor], meta: dict, what: str,
+                step: int = 0) -> None:
+    """Keep a result (``what``, for the warning) in the cache, atomically; a cache that cannot
+    be written only warns, and the result is computed again next time."""
+    try:
+        save_checkpoint(entry, step, tensors, meta, keep=1)
+    except OSError as error:
+        warnings.warn(f"could not cache {what} in {entry} ({error}); it will be computed "
+                      "again (set FEWSHOT_TH_CACHE to a writable folder)", stacklevel=3)

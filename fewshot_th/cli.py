@@ -195,14 +195,14 @@ def _reenact_sources(args, size: int):
     import numpy as np
 
     from .data import SynthHeads
+    from .finetune import spread_sources
     from .reenact import faces_of, read_frames
 
     if args.source_person is not None:
         people = max(args.source_person, args.driver_person or 0) + 1
         heads = SynthHeads("test", num_identities=people, num_videos_per_identity=2,
                            frames_per_video=64, size=size, seed=0)
-        chosen = np.linspace(0, 31, args.k).round().astype(int)
-        return heads.get_frames(2 * args.source_person, chosen)
+        return spread_sources(heads, args.source_person, args.k)
     path = args.source_images or args.source_video
     images = read_frames(path, max_frames=None if args.source_images else 32 * 30)
     if args.source_video:  # K frames spread over the video

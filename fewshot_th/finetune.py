@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -28,12 +26,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import PROFILES, TrainConfig, cache_directory, profile, training
+from .config import PROFILES, TrainConfig, profile, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
 from .meta import TalkingHeadModel, TrainingDiverged, _d_real_and_fake
 
-__all__ = ["PersonalModel", "few_shot", "default_steps", "few_shot_grid"]
+__all__ = ["PersonalModel", "few_shot", "default_steps", "spread_sources", "few_shot_grid"]
 
 FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice, unverified for the paper)
 FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
@@ -223,6 +221,15 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
                          discriminator=D.eval(), w=w_prime.detach(), history=history)
 
 
+def spread_sources(videos, person: int, k: int):
+    """K source frames of a SynthHeads ``person`` and their landmarks, spread evenly over the
+    first 32 frames (fewer when the videos are shorter) of the person's first video: the
+    sources of the K-shot grid (chapters 7, 8) and of puppeteering (chapter 9)."""
+    last = min(32, videos.frames_per_video) - 1
+    chosen = np.linspace(0, last, k).round().astype(int)
+    return videos.get_frames(person * videos.num_videos_per_identity, chosen)
+
+
 def _model_fingerprint(model: TalkingHeadModel) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_tensors().items()):
@@ -261,16 +268,15 @@ def few_shot_grid(model, videos, people, targets, k_values=(1, 8, 32), modes=("f
            "people": people, "targets": targets.tolist(), "k_values": list(k_values),
            "modes": list(modes), "ft_steps": ft_steps,
            "device": str(next(model.generator.parameters()).device.type)}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    directory = cache_directory() / f"few-shot-grid-{name}"
+    entry = ckpt.cache_entry("few-shot-grid", key)
     truth = {p: videos.get_frames(first_video[p], targets)[0] for p in people}
-    if cache:
+    cached = ckpt.load_cached(entry) if cache else None
+    if cached is not None:
+        tensors, _ = cached
         try:
-            tensors, _ = ckpt.load_checkpoint(directory / "step-00000000.json")
-            results = {p: {(k, mode): tensors[f"{p}/{k}/{mode}"] for k in k_values
-                           for mode in modes} for p in people}
-            return truth, results
-        except (FileNotFoundError, ckpt.CheckpointError, KeyError):
+            return truth, {p: {(k, mode): tensors[f"{p}/{k}/{mode}"] for k in k_values
+                               for mode in modes} for p in people}
+        except KeyError:
             pass
     results = {}
     with tqdm(total=len(people) * len(k_values) * len(modes), desc="few-shot grid",
@@ -279,8 +285,7 @@ def few_shot_grid(model, videos, people, targets, k_values=(1, 8, 32), modes=("f
             _, points = videos.get_frames(first_video[p], targets)
             results[p] = {}
             for k in k_values:
-                chosen = np.linspace(0, 31, k).round().astype(int)
-                frames, source_points = videos.get_frames(first_video[p], chosen)
+                frames, source_points = spread_sources(videos, p, k)
                 for mode in modes:
                     steps = ft_steps if mode == "ft" else None
                     personal = few_shot(model, frames, source_points, mode=mode, steps=steps,
@@ -288,11 +293,7 @@ def few_shot_grid(model, videos, people, targets, k_values=(1, 8, 32), modes=("f
                     results[p][(k, mode)] = personal.render(points)
                     bar.update(1)
     if cache:
-        tensors = {f"{p}/{k}/{mode}": frames for p, grid in results.items()
-                   for (k, mode), frames in grid.items()}
-        try:
-            ckpt.save_checkpoint(directory, 0, tensors, {"key": key}, keep=1)
-        except OSError as error:
-            warnings.warn(f"could not cache the few-shot grid in {directory} ({error})",
-                          stacklevel=2)
+        ckpt.save_cached(entry, {f"{p}/{k}/{mode}": frames for p, grid in results.items()
+                                 for (k, mode), frames in grid.items()}, {"key": key},
+                         "the few-shot grid")
     return truth, results

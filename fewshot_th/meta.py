@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .config import ModelConfig, TrainConfig, as_device, cache_directory, seed_everything
+from .config import ModelConfig, TrainConfig, as_device, seed_everything
 from .data.episodes import EpisodeDataset, episode_batches, to_device
 from .data.synthetic import SynthHeads
 from .losses import ContentLoss, adversarial_loss, discriminator_hinge_loss, match_loss
@@ -690,35 +690,34 @@ def reconstruction_warmup(config: ModelConfig, steps: int, *, seed: int = 0, dev
     key = {"model_config": config.as_dict(), "steps": steps, "seed": seed,
            "data": data_description(videos), "k": 8, "batch_size": 8,
            "device": device.type, "torch": torch.__version__, "code": _code_fingerprint()}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    directory = cache_directory() / f"warmup-{name}"
-    seed_everything(seed)
-    embedder, generator = Embedder(config), Generator(config)
-    for net in (embedder, generator):
-        net.to(device, memory_format=torch.channels_last)
-    if cache:
+    entry = ckpt.cache_entry("warmup", key)
+
+    def fresh() -> dict[str, torch.nn.Module]:
+        seed_everything(seed)
+        nets = {"embedder": Embedder(config), "generator": Generator(config)}
+        for net in nets.values():
+            net.to(device, memory_format=torch.channels_last)
+        return nets
+
+    nets = fresh()
+    cached = ckpt.load_cached(entry, steps) if cache else None
+    if cached is not None:
+        tensors, meta = cached
         try:
-            tensors, meta = ckpt.load_checkpoint(directory / f"step-{steps:08d}.json")
-            embedder.load_state_dict({k[9:]: v for k, v in tensors.items()
-                                      if k.startswith("embedder.")})
-            generator.load_state_dict({k[10:]: v for k, v in tensors.items()
-                                       if k.startswith("generator.")})
+            for name, net in nets.items():
+                net.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
+                                     if k.startswith(name + ".")})
             if progress:
-                print(f"the warm-up of {steps} steps, from the cache ({directory})")
-            return embedder.train(), generator.train(), meta["losses"]
-        except (FileNotFoundError, ckpt.CheckpointError, KeyError, RuntimeError):
-            pass  # not there yet, or damaged: train
+                print(f"the warm-up of {steps} steps, from the cache ({entry})")
+            return nets["embedder"].train(), nets["generator"].train(), meta["losses"]
+        except (KeyError, RuntimeError):
+            nets = fresh()  # made by other networks: train from the seed's weights
+    embedder, generator = nets["embedder"], nets["generator"]
     batches = episode_batches(EpisodeDataset(videos, k=8), batch_size=8, seed=seed,
                               device=device)
     losses = fit_reconstruction(embedder, generator, batches, steps=steps, progress=progress)
     if cache:
-        tensors = {**{f"embedder.{k}": v for k, v in embedder.state_dict().items()},
-                   **{f"generator.{k}": v for k, v in generator.state_dict().items()}}
-        try:
-            ckpt.save_checkpoint(directory, steps, tensors, {"losses": losses, "key": key},
-                                 keep=1)
-        except OSError as error:
-            warnings.warn(f"could not cache the warm-up in {directory} ({error}); chapter 3 "
-                          "will train it again (set FEWSHOT_TH_CACHE to a writable folder)",
-                          stacklevel=2)
+        tensors = {f"{name}.{k}": v for name, net in nets.items()
+                   for k, v in net.state_dict().items()}
+        ckpt.save_cached(entry, tensors, {"losses": losses, "key": key}, "the warm-up", steps)
     return embedder, generator, losses

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.synthetic import Pose, SynthHeads
-from .finetune import few_shot
+from .finetune import few_shot, spread_sources
 from .identity import embed, load_identity_net
 from .landmarks import NUM_LANDMARKS, detect_landmarks, draw_landmarks
 from .metrics import l1, ssim
@@ -180,8 +180,7 @@ def cross_episode(videos: SynthHeads, source: int, driver: int, k: int = 8,
     if frames is None:
         frames = np.arange(videos.frames_per_video // 2, videos.frames_per_video)
     frames = np.asarray(frames)
-    chosen = np.linspace(0, min(32, videos.frames_per_video) - 1, k).round().astype(int)
-    sources, source_points = videos.get_frames(source * per, chosen)
+    sources, source_points = spread_sources(videos, source, k)
     driver_index = driver * per + driver_video
     driver_frames, driver_points = videos.get_frames(driver_index, frames)
     pose = videos.pose(driver_index, frames)
@@ -230,8 +229,15 @@ def crop_faces(images, points, size: int, box=None):
     ``(68, 2)`` landmarks, or one fixed ``box`` for all) and resize it to ``size``: returns
     frames ``(N, 3, size, size)`` in [0, 1] and the landmarks in the crops' pixels. Parts of
     the square outside the image repeat its border."""
+    images = list(images)
+    faces = _points(points, "points")
+    if len(images) != len(faces):
+        raise ValueError(f"got {len(images)} images and landmarks of {len(faces)}: give one set "
+                         "of 68 points per image")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"size must be an integer of at least 8 pixels, got {size!r}")
     frames, moved = [], []
-    for image, face in zip(images, np.asarray(points, dtype=np.float64)):
+    for image, face in zip(images, faces):
         left, top, side = box if box is not None else face_box(face)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
         h, w = tensor.shape[1:]

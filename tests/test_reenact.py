@@ -156,3 +156,12 @@ def test_reenact_command_writes_a_video_and_refuses_bad_input(tmp_path, capsys):
     assert "no face found" in capsys.readouterr().err
     assert main(["reenact", "--source-images", str(tmp_path / "nothing"), "--driver-person",
                  "2", "--out", str(tmp_path / "c.mp4")]) == 2
+
+
+def test_crop_faces_refuses_landmarks_that_do_not_match_the_images(heads):
+    frame, points = heads.get_frames(0, [0, 1])
+    images = list((frame.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="2 images and landmarks of 1"):
+        crop_faces(images, points[:1], 64)
+    with pytest.raises(ValueError, match="size"):
+        crop_faces(images, points, 0)
