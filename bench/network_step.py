@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fewshot_th.config import profile, training
 from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import TalkingHeadModel, meta_step
+from fewshot_th.meta import TalkingHeadModel, make_optimizers, meta_step
 from fewshot_th.nn.blocks import SNConv2d, SNLinear
 
 from common import machine
@@ -87,9 +87,7 @@ def make_step(config, batch: int, channels_last: bool = True, torch_sn: bool = F
                      "video_index": torch.arange(batch)}
     # The profile's recipe, with pixel L1 as the content loss (VGG networks not counted).
     train = training(train_name).with_changes(content=(("pixel", 1.0),))
-    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()],
-                              lr=train.lr_eg, betas=train.betas)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=train.lr_d, betas=train.betas)
+    opt_eg, opt_d = make_optimizers(model, train)
     content = ContentLoss({"pixel": 1.0})
 
     autocast = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16) if bfloat16 \

@@ -7,7 +7,7 @@ SSIM and L1, and identity retrieval (is the generated frame closer to the true i
 render of that pose than to the other test identities' renders of the same pose?). Two
 copying baselines are scored the same way: the mean of the K source frames, and the source
 frame whose landmarks are closest to the target's. Then what a viewer sees: attribute recall
-and D's accuracy (``fewshot_th.evaluation.attribute_table``), for each kind of target.
+and D's accuracy (``fewshot_th.tables.attribute_table``), for each kind of target.
 
     python bench/pretrained_quality.py --pretrained synthheads-cpu
     python bench/pretrained_quality.py --checkpoint /path/to/step-00004000.json
@@ -20,9 +20,10 @@ import json
 
 import torch
 
-from fewshot_th.evaluation import attribute_table, evaluate_feed_forward
+from fewshot_th.evaluation import evaluate_feed_forward
 from fewshot_th.metrics import paired_gain
 from fewshot_th.pretrained import load_pretrained, load_trained
+from fewshot_th.tables import attribute_table
 
 
 def main() -> None:

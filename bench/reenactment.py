@@ -2,9 +2,11 @@
 
 Every one of ``--people`` SynthHeads test people is driven by ``--drivers`` others (person a
 by a + 7, a + 14, ... modulo the number of people) and by another video of their own, with
-raw, adapted and true landmarks; scored against the exact frames of the person in the
-driver's poses (``fewshot_th.reenact.reenactment_scores``). Prints a markdown table and the
-paired differences adapted - raw with their standard errors.
+raw landmarks, landmarks adapted by each method of ``fewshot_th.adaptation`` (Procrustes, and
+the landmark model learned on SynthHeads training people) and true landmarks; scored against
+the exact frames of the person in the driver's poses (``fewshot_th.reenact.reenactment_scores``).
+Prints a markdown table and the paired differences adapted - raw, for each method, with their
+standard errors.
 
     python bench/reenactment.py --people 20 --drivers 3 --modes ff
 """
@@ -16,13 +18,14 @@ import json
 import time
 
 import numpy as np
+import torch
 
 from fewshot_th.data import SynthHeads
-from fewshot_th.evaluation import markdown_table
 from fewshot_th.finetune import few_shot
 from fewshot_th.metrics import paired_gain, ssim
 from fewshot_th.pretrained import load_pretrained
-from fewshot_th.reenact import cross_episode, reenactment_scores
+from fewshot_th.reenact import ADAPTATIONS, adapt_landmarks, cross_episode, reenactment_scores
+from fewshot_th.tables import markdown_table
 
 METRICS = ("landmark_error", "ssim", "l1", "csim_source", "csim_driver")
 
@@ -42,6 +45,32 @@ def jaw_experiment(model, videos, pairs) -> str:
     return "FF SSIM: " + ", ".join(f"{name} {np.mean(v):.4f}" for name, v in scores.items())
 
 
+def figure(model, videos, pairs, path: str, frame: int = 48) -> None:
+    """The pictures beside the table: for each pair, frame ``frame`` of B's video drawn for A
+    (FF) from B's raw, Procrustes-adapted, learned-adapted and A's true landmarks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fewshot_th.plot import show_methods
+
+    rows = {"exact A in B's pose": [], "B's raw landmarks": [], "procrustes": [],
+            "learned": [], "A's true landmarks": []}
+    for source, driver in pairs:
+        episode = cross_episode(videos, source, driver, frames=[frame])
+        person = few_shot(model, episode["sources"], episode["source_points"], progress=False)
+        rows["exact A in B's pose"].append(episode["truth"])
+        rows["B's raw landmarks"].append(person.render(episode["driver_points"]))
+        for method in ADAPTATIONS:
+            track = adapt_landmarks(episode["driver_points"], episode["driver_reference"],
+                                    episode["source_points"], method=method)
+            rows[method].append(person.render(track))
+        rows["A's true landmarks"].append(person.render(episode["truth_points"]))
+    fig = show_methods({name: torch.cat(frames) for name, frames in rows.items()}, size=1.6,
+                       suptitle=f"FF, K = 8, frame {frame} of the driver: pairs (A, B) = "
+                                + ", ".join(f"({a}, {b})" for a, b in pairs))
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pretrained", default="synthheads-cpu")
@@ -49,6 +78,7 @@ def main() -> None:
     parser.add_argument("--drivers", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=["ff", "ft"], default=["ff"])
     parser.add_argument("--json", help="also write the per-pair scores to this file")
+    parser.add_argument("--figure", help="also draw the first six pairs' frames to this PNG")
     parser.add_argument("--jaw", action="store_true",
                         help="also score B's raw track with only its 17 jaw points replaced by "
                              "A's true ones (FF): how much of the gap the jaw line is")
@@ -67,7 +97,7 @@ def main() -> None:
     rows = []
     for mode in args.modes:
         for label, by_kind, kinds in ((f"A driven by B ({len(cross)} pairs)", scores[mode],
-                                       ("raw", "adapted", "true")),
+                                       ("raw", *ADAPTATIONS, "true")),
                                       (f"A by another video of A ({args.people})", own[mode],
                                        ("raw",))):
             for kind in kinds:
@@ -76,13 +106,16 @@ def main() -> None:
     print(markdown_table(("mode", "driving", "landmarks", *METRICS), rows))
     print()
     for mode in args.modes:
-        for metric in METRICS:
-            mean, error, positive = paired_gain(scores[mode]["adapted"][metric],
-                                                scores[mode]["raw"][metric])
-            print(f"{mode.upper()} adapted - raw, {metric}: {mean:+.4f} ± {error:.4f} "
-                  f"(positive for {positive} of {len(cross)} pairs)")
+        for method in ADAPTATIONS:
+            for metric in METRICS:
+                mean, error, positive = paired_gain(scores[mode][method][metric],
+                                                    scores[mode]["raw"][metric])
+                print(f"{mode.upper()} {method} - raw, {metric}: {mean:+.4f} ± {error:.4f} "
+                      f"(positive for {positive} of {len(cross)} pairs)")
     if args.jaw:
         print("\n" + jaw_experiment(model, videos, cross))
+    if args.figure:
+        figure(model, videos, cross[:6], args.figure)
     print(f"\n{time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as out:

@@ -1,6 +1,6 @@
 """Time to quality: train a recipe from scratch and score it on held-out identities as it goes.
 
-Trains E, G and D on SynthHeads with ``fewshot_th.meta.Trainer`` for ``--minutes`` of
+Trains E, G and D on SynthHeads with ``fewshot_th.trainer.Trainer`` for ``--minutes`` of
 wall-clock training (evaluation time not counted) and, every ``--eval-every`` minutes, scores
 the feed-forward model on SynthHeads test identities with ``evaluate_feed_forward`` (SSIM, L1,
 identity retrieval, attribute recall, D's accuracy at K = 1, 8, 32, beside the two copying

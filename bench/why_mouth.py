@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from fewshot_th.data import SynthHeads
-from fewshot_th.evaluation import mouth_diagnosis, speaking_episode
+from fewshot_th.diagnosis import mouth_diagnosis, speaking_episode
 from fewshot_th.landmarks import draw_landmarks
 from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained

@@ -23,7 +23,7 @@ from .config import cache_directory
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "list_checkpoints",
            "load_latest_intact", "clean_directory", "CheckpointError", "flatten_optimizer",
-           "unflatten_optimizer", "pack_checkpoint", "unpack_checkpoint", "cache_entry",
+           "unflatten_optimizer", "atomic_write", "cache_entry",
            "load_cached", "save_cached"]
 
 CHECKSUM = "tensors_sha256"
@@ -47,7 +47,7 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(descriptor)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """``write(temporary)``, flush it to disk, then rename it to ``path``: ``path`` is either
     the old file or the complete new one. A failed write (e.g. a full disk) leaves nothing."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -118,9 +118,9 @@ def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, 
         save_file(cpu_tensors, str(path))
         checksum[CHECKSUM] = _sha256(path)
 
-    _atomic_write(stem.with_suffix(".safetensors"), write_tensors)
+    atomic_write(stem.with_suffix(".safetensors"), write_tensors)
     text = json.dumps({**meta, **checksum, "step": step}, indent=1, sort_keys=True)
-    _atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(text))
+    atomic_write(stem.with_suffix(".json"), lambda p: p.write_text(text))
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink()
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -208,69 +208,6 @@ def unflatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str,
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
     optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-_MOMENTS = (".exp_avg", ".exp_avg_sq")  # Adam's moments: the only tensors packed lossily
-
-
-def pack_checkpoint(path: str | os.PathLike, out: str | os.PathLike,
-                    max_mib: float = 15.0) -> list[Path]:
-    """Split checkpoint ``path`` into ``out/part-N.safetensors`` files of at most ``max_mib``
-    MiB each, plus ``out/checkpoint.json``: to carry a run to another machine whose transfers
-    limit a file's size (``bench/gpu_continue.sh``). Adam's moments are stored in bfloat16
-    (float32's range, so no second moment underflows; 0.4% relative error, which Adam's next
-    steps do not notice), which halves the optimiser state; everything else stays exact.
-    ``unpack_checkpoint`` puts it back together. Returns the parts' paths.
-    """
-    if not max_mib > 0:
-        raise ValueError(f"max_mib must be positive, got {max_mib!r}")
-    tensors, meta = load_checkpoint(path)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("part-*.safetensors"):
-        old.unlink()
-    limit = max_mib * 2**20 * 0.98  # room for each file's header
-    parts, current, size = [], {}, 0
-    for name in sorted(tensors):
-        tensor = tensors[name]
-        if name.endswith(_MOMENTS):
-            tensor = tensor.to(torch.bfloat16)
-        nbytes = tensor.numel() * tensor.element_size()
-        if nbytes > limit:
-            raise ValueError(f"tensor {name} alone is {nbytes / 2**20:.1f} MiB: give a "
-                             f"max_mib above that")
-        if current and size + nbytes > limit:
-            parts.append(current)
-            current, size = {}, 0
-        current[name] = tensor.contiguous()
-        size += nbytes
-    parts.append(current)
-    paths = []
-    for index, part in enumerate(parts):
-        paths.append(out / f"part-{index}.safetensors")
-        _atomic_write(paths[-1], lambda p, part=part: save_file(part, str(p)))
-    text = json.dumps(meta, indent=1, sort_keys=True)
-    _atomic_write(out / "checkpoint.json", lambda p: p.write_text(text))
-    return paths
-
-
-def unpack_checkpoint(parts: str | os.PathLike, directory: str | os.PathLike) -> Path:
-    """Join what ``pack_checkpoint`` wrote in ``parts`` into an ordinary checkpoint in
-    ``directory`` (Adam's moments back in float32), which ``Trainer.load`` and ``fewshot-th
-    train --resume`` continue. Returns its JSON path."""
-    parts = Path(parts)
-    files = sorted(parts.glob("part-*.safetensors"))
-    if not files or not (parts / "checkpoint.json").exists():
-        raise FileNotFoundError(f"{parts} holds no packed checkpoint (part-*.safetensors and "
-                                f"checkpoint.json, as pack_checkpoint writes them)")
-    tensors = {}
-    for file in files:
-        for name, tensor in load_file(str(file)).items():
-            tensors[name] = tensor.float() if name.endswith(_MOMENTS) else tensor
-    meta = json.loads((parts / "checkpoint.json").read_text())
-    step = meta.pop("step")
-    # keep every checkpoint already in ``directory``: unpacking must not delete any
-    return save_checkpoint(directory, step, tensors, meta, keep=1_000_000)
 
 
 # ------------------------------------------------------------ results cached between chapters

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 4 -m fewshot_th train --profile paper --device cuda ...
 
 Under torchrun every process trains on its share of each global batch (``--batch-size`` per
-process) with DistributedDataParallel; see ``fewshot_th.meta.DataParallel``.
+process) with DistributedDataParallel; see ``fewshot_th.distributed``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _train_here(args: argparse.Namespace) -> int:
 
     from .data import SynthHeads
     from .losses import FeatureWeightsMissing, content_loss_from
-    from .meta import TalkingHeadModel, Trainer, TrainingDiverged
+    from .meta import TalkingHeadModel, TrainingDiverged
+    from .trainer import Trainer
 
     def fail(message: str) -> int:
         print(f"fewshot-th train: {message}", file=sys.stderr)
@@ -136,9 +137,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .evaluation import attribute_table, evaluate_few_shot, scores_table
+    from .evaluation import evaluate_few_shot
     from .plot import gains_against_paper, scores_against_k
     from .pretrained import load_pretrained, load_trained
+    from .tables import attribute_table, scores_table
 
     try:
         model = load_trained(args.checkpoint) if args.checkpoint else \
@@ -252,14 +254,14 @@ def _reenact(args: argparse.Namespace) -> int:
         return 2
     personal = few_shot(model, sources, source_points, mode=args.mode,
                         steps=args.ft_steps if args.mode == "ft" else None, progress=True)
-    driving = adapt_landmarks(driver_points, driver_points, source_points) if args.adapt \
-        else driver_points
+    driving = adapt_landmarks(driver_points, driver_points, source_points, method=args.adapt) \
+        if args.adapt else driver_points
     generated = personal.render(driving)
     if args.side_by_side:
         generated = torch.cat([driver_frames, draw_landmarks(driving, size), generated], dim=3)
     path = write_video(args.out, generated, fps=args.fps)
     print(f"written: {path} ({len(generated)} frames, K = {len(sources)}, {args.mode.upper()}, "
-          f"{'adapted' if args.adapt else 'raw'} landmarks"
+          f"{f'{args.adapt}-adapted' if args.adapt else 'raw'} landmarks"
           f"{'; driver | landmarks | generated' if args.side_by_side else ''})")
     return 0
 
@@ -341,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     reenact.add_argument("--frames", type=int, default=64, help="driving frames (default 64)")
     reenact.add_argument("--mode", choices=["ff", "ft"], default="ff")
     reenact.add_argument("--ft-steps", type=int, default=None)
-    reenact.add_argument("--adapt", action="store_true",
-                         help="move the driver's landmarks onto the source's face shape")
+    reenact.add_argument("--adapt", nargs="?", const="learned", default=None,
+                         choices=["learned", "procrustes"],
+                         help="move the driver's landmarks onto the source's face shape: with "
+                              "the landmark model learned on SynthHeads (the default) or by "
+                              "Procrustes alignment alone (any faces)")
     reenact.add_argument("--side-by-side", action="store_true",
                          help="driver | driving landmarks | generated in one video")
     reenact.add_argument("--fps", type=int, default=12)

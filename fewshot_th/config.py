@@ -17,6 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import is_int, is_integer, is_number
+
+#: The package's own files: shipped models, the identity network, reference outputs.
+ASSETS = Path(__file__).resolve().parent / "assets"
+
 PROFILES = ("tiny", "cpu", "paper")
 W_LOSSES = ("dsc+mch+adv", "dsc+mch")
 CONTENT_TERMS = ("vgg19", "vggface", "synthface", "pixel")  # as fewshot_th.losses names them
@@ -43,8 +48,7 @@ def with_assignments(config, pairs: list[str]):
         current = getattr(config, name)
         if isinstance(current, bool) and not isinstance(value, bool):
             raise ValueError(f"{kind}.{name} takes True or False, got {text!r}")
-        if (isinstance(current, (int, float)) and not isinstance(current, bool)
-                and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+        if is_number(current) and not is_number(value):
             raise ValueError(f"{kind}.{name} takes a number, got {text!r}")
         changes[name] = value
     try:
@@ -102,7 +106,7 @@ class ModelConfig:
         for name in ("image_size", "min_channels", "max_channels", "embedding_size",
                      "embedder_down_blocks", "generator_down_blocks", "generator_up_blocks"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
         if self.generator_res_blocks < 0:
             raise ValueError("ModelConfig.generator_res_blocks must be >= 0")
@@ -112,8 +116,7 @@ class ModelConfig:
                 raise ValueError(f"min_channels ({low}) must not exceed max_channels ({high})")
         for name in ("generator_min_channels", "generator_max_channels"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
+            if value is not None and (not is_int(value) or value < 1):
                 raise ValueError(f"ModelConfig.{name} must be None or a positive integer, "
                                  f"got {value!r}")
         if self.generator_up_blocks != self.generator_down_blocks:
@@ -233,21 +236,20 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("mch_warmup_steps", "d_warmup_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
         if self.w_losses not in W_LOSSES:
             raise ValueError(f"TrainConfig.w_losses must be one of {W_LOSSES}, "
                              f"got {self.w_losses!r}")
         for name in ("k", "batch_size", "d_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
         for name in ("lr_eg", "lr_d", "lr_w"):
             value = getattr(self, name)
             if value is None and name == "lr_w":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value <= 1:
+            if not is_number(value) or not 0 < value <= 1:
                 raise ValueError(f"TrainConfig.{name} must be a learning rate in (0, 1], got "
                                  f"{value!r}")
         if not (isinstance(self.betas, tuple) and len(self.betas) == 2
@@ -256,8 +258,7 @@ class TrainConfig:
                              f"{self.betas!r}")
         for name in ("lambda_fm", "lambda_mch"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < float("inf"):
+            if not is_number(value) or not 0 <= value < float("inf"):
                 raise ValueError(f"TrainConfig.{name} must be a finite weight >= 0, got "
                                  f"{value!r}")
         if not self.content:
@@ -381,7 +382,7 @@ def quick_mode() -> bool:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that a chapter runs the same every time."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)

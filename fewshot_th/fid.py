@@ -1,5 +1,9 @@
 """FID: the Fréchet distance between Inception-v3 features of real and generated frames.
 
+``feature_statistics`` and ``frechet_distance`` work on the features of any network (chapter
+8's SynthHeads FID uses the identity network's); the rest of the module is the Inception
+network of the standard FID.
+
 The network is InceptionV3 in the layout of the standard FID network (Heusel et al., 2017,
 as ported to PyTorch by the pytorch-fid project): torchvision's module names, batch norm
 with eps 0.001, average pooling that ignores padding in the A, C and first E blocks and max
@@ -18,18 +22,57 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import feature_statistics, frechet_distance
 from .weights import cached_or_downloaded
 
-__all__ = ["FIDInception", "FIDWeightsMissing", "load_fid_inception", "inception_features",
-           "fid", "FID_FILE", "FID_URL"]
+__all__ = ["feature_statistics", "frechet_distance", "FIDInception", "FIDWeightsMissing",
+           "load_fid_inception", "inception_features", "frechet_inception_distance",
+           "FID_FILE", "FID_URL"]
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_FILE
+
+
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(D,)`` and covariance ``(D, D)`` of ``(N, D)`` features (N >= 2), in float64."""
+    features = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor)
+                          else features, dtype=np.float64)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"features must be (N, D) with N >= 2, got {features.shape}")
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between two Gaussians (the FID when they fit Inception features):
+
+        |mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+
+    Tr((sigma1 sigma2)^(1/2)) is computed as Tr((s1^(1/2) sigma2 s1^(1/2))^(1/2)), s1 =
+    sigma1^(1/2): the same eigenvalues, but of a symmetric matrix, so no complex round-off.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
+                                                                                   np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), \
+        np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or \
+            sigma2.shape != (d, d):
+        raise ValueError(f"need means (D,) and covariances (D, D) of the same D, got "
+                         f"{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+    root = _psd_sqrt(sigma1)
+    middle = np.linalg.eigvalsh(root @ sigma2 @ root)
+    trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
 class FIDWeightsMissing(RuntimeError):
@@ -212,7 +255,8 @@ def inception_features(network: FIDInception, images: torch.Tensor,
                           for i in range(0, len(images), batch_size)])
 
 
-def fid(network: FIDInception, real: torch.Tensor, fake: torch.Tensor) -> float:
+def frechet_inception_distance(network: FIDInception, real: torch.Tensor,
+                               fake: torch.Tensor) -> float:
     """FID between two sets of images (at least 2 each; hundreds for a stable number)."""
     return frechet_distance(*feature_statistics(inception_features(network, real)),
                             *feature_statistics(inception_features(network, fake)))

@@ -26,12 +26,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .checks import is_int
 from .config import PROFILES, TrainConfig, profile, training
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import adversarial_loss, content_loss_from, discriminator_hinge_loss
-from .meta import TalkingHeadModel, TrainingDiverged, _d_real_and_fake
+from .meta import TalkingHeadModel, TrainingDiverged
+from .nn.discriminator import real_and_fake
 
-__all__ = ["PersonalModel", "few_shot", "default_steps", "spread_sources", "few_shot_grid"]
+__all__ = ["PersonalModel", "few_shot", "train_config_of", "default_steps", "spread_sources",
+           "few_shot_grid"]
 
 FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice, unverified for the paper)
 FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
@@ -56,14 +59,14 @@ class PersonalModel:
     """
 
     def __init__(self, mode: str, generator: nn.Module, psi: torch.Tensor, e_hat: torch.Tensor,
-                 **extra):
+                 *, psi_init: torch.Tensor | None = None, w_init: torch.Tensor | None = None,
+                 discriminator: nn.Module | None = None, w: torch.Tensor | None = None,
+                 history: list[dict] | None = None):
         self.mode, self.generator = mode, generator
         self.psi, self.e_hat = psi.detach(), e_hat.detach()
-        self.psi_init = extra.get("psi_init")
-        self.w_init = extra.get("w_init")
-        self.discriminator = extra.get("discriminator")
-        self.w = extra.get("w")
-        self.history: list[dict] = extra.get("history", [])
+        self.psi_init, self.w_init = psi_init, w_init
+        self.discriminator, self.w = discriminator, w
+        self.history: list[dict] = history or []
 
     @property
     def image_size(self) -> int:
@@ -73,7 +76,7 @@ class PersonalModel:
         """Frames of this person for ``(T, 68, 2)`` landmarks (pixel coordinates):
         ``(T, 3, H, W)`` in [0, 1], on the CPU."""
         points = _check_landmarks(landmarks, "landmarks")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         device = self.psi.device
         out, was_training = [], self.generator.training
@@ -124,7 +127,7 @@ def _check_frames(frames, size: int) -> torch.Tensor:
     return frames
 
 
-def _train_config_of(model) -> TrainConfig:
+def train_config_of(model) -> TrainConfig:
     """The recipe the model was meta-learned with (shipped models store it), else the recipe
     of the profile it is built like (``cpu``'s for a model like no profile)."""
     stored = getattr(model, "info", {}).get("train_config")
@@ -157,7 +160,7 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
         raise ValueError(f"mode must be 'ff' (feed-forward) or 'ft' (fine-tuning), got {mode!r}")
     if steps is not None and mode == "ff":
         raise ValueError("steps applies to fine-tuning only: use mode='ft', or leave steps out")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+    if steps is not None and (not is_int(steps) or steps < 0):
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     size = model.config.image_size
     frames = _check_frames(frames, size)
@@ -179,13 +182,13 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
         return PersonalModel("ff", model.generator, psi, e_hat[0])
     return _fine_tune(model, frames, images, e_hat[0], psi,
                       default_steps(len(frames)) if steps is None else steps,
-                      train or _train_config_of(model), content_loss, seed, progress)
+                      train or train_config_of(model), content_loss, seed, progress)
 
 
 def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, seed,
                progress) -> PersonalModel:
     G = copy.deepcopy(model.generator).train()
-    D = copy.deepcopy(model.discriminator).train()
+    D = model.discriminator.for_one_person().train()  # W itself is not copied
     psi_prime = nn.Parameter(psi.clone())  # ψ' = P ê_new, then the person's own
     w_prime = nn.Parameter((D.w0 + e_hat).detach().clone())  # w' = w0 + ê_new
     psi_init, w_init = psi_prime.detach().clone(), w_prime.detach().clone()
@@ -201,8 +204,8 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
         chosen = torch.randperm(k, generator=rng)[:batch].to(frames.device)
         x, y = frames[chosen], images[chosen]
         fake = G(y, psi=psi_prime)
-        real_score, fake_score, real_maps, fake_maps = _d_real_and_fake(D, x, fake, y,
-                                                                        w=w_prime)
+        real_score, fake_score, real_maps, fake_maps = real_and_fake(D, x, fake, y,
+                                                                       w=w_prime)
         loss_g = content(fake, x) + adversarial_loss(fake_score, real_maps, fake_maps,
                                                      train.lambda_fm)
         loss_d = discriminator_hinge_loss(real_score, fake_score)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import ASSETS
+
 __all__ = ["IdentityNet", "train_identity_net", "load_identity_net", "save_identity_net",
            "embed", "csim", "roc_auc", "dlib_embeddings", "identity_separation", "ArcFace",
            "load_arcface", "align_for_arcface", "ARCFACE_TEMPLATE"]
@@ -115,8 +117,6 @@ def load_identity_net(directory=None, name: str = IDENTITY_ASSET) -> IdentityNet
     eval mode; ``.info`` holds how it was made and its ROC AUC on test identities."""
     from safetensors.torch import load_file
 
-    from .pretrained import ASSETS
-
     directory = Path(directory) if directory is not None else ASSETS
     weights, meta = directory / f"{name}.safetensors", directory / f"{name}.json"
     if not (weights.exists() and meta.exists()):
@@ -168,9 +168,9 @@ def dlib_embeddings(images: torch.Tensor) -> torch.Tensor:
     of each; a row of NaN where none is found)."""
     import dlib
 
-    from .landmarks import _dlib_models, dlib_model_dir
+    from .landmarks import dlib_model_dir, dlib_models
 
-    detector, predictor = _dlib_models()
+    detector, predictor = dlib_models()
     path = dlib_model_dir() / "dlib_face_recognition_resnet_model_v1.dat"
     if not path.exists():
         raise FileNotFoundError(f"dlib's face-recognition network is missing: {path}")

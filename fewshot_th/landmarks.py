@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from ._numba import numba
-from .weights import offline as downloads_disabled
+from .checks import is_integer, is_number
+from .weights import cached_or_downloaded
 
 __all__ = [
     "Part",
@@ -153,11 +154,11 @@ def draw_landmarks(points, size: int, thickness: float | None = None) -> torch.T
         background, each part of ``PARTS`` drawn in its colour with anti-aliased lines. On the
         device of ``points`` when that is a tensor.
     """
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+    if not is_integer(size) or size < 1:
         raise ValueError(f"size must be a positive integer number of pixels, got {size!r}")
     if thickness is None:
         thickness = max(1.0, size / 100.0)
-    if isinstance(thickness, bool) or not isinstance(thickness, (int, float, np.number)) \
+    if not is_number(thickness, numpy=True) \
             or not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness must be a positive number of pixels, got {thickness!r}")
     array, device = _as_numpy_points(points)
@@ -202,45 +203,23 @@ class LandmarkWeightsMissing(RuntimeError):
     """A detector's weights are neither on disk nor downloadable."""
 
 
-def _download(url: str, path: Path) -> None:
-    torch.hub.download_url_to_file(url, str(path), progress=True)
-
-
-def _face_alignment_checkpoint_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
 def ensure_face_alignment_weights() -> Path:
-    """Make sure face-alignment's weights are in the torch hub cache, downloading if allowed.
-
-    Set the environment variable ``FEWSHOT_TH_OFFLINE=1`` to never try the network.
-    Returns the checkpoint directory; raises ``LandmarkWeightsMissing`` naming what is missing.
-    """
-    directory = _face_alignment_checkpoint_dir()
-    offline = downloads_disabled()
-    missing, errors = [], []
+    """Make sure face-alignment's weights are in the torch hub cache, downloading if allowed
+    (``fewshot_th.weights.cached_or_downloaded``; ``FEWSHOT_TH_OFFLINE=1`` never tries the
+    network). Returns the checkpoint directory; raises ``LandmarkWeightsMissing`` naming
+    every file that is missing."""
+    found, problems = [], []
     for name, url in FACE_ALIGNMENT_FILES.items():
-        path = directory / name
-        if path.exists():
-            continue
-        if not offline:
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-                _download(url, path)
-                continue
-            except Exception as exc:  # any network or disk failure means "not available"
-                errors.append(f"{name}: {exc}")
-        missing.append(name)
-    if missing:
-        why = "downloads are disabled (FEWSHOT_TH_OFFLINE)" if offline else "; ".join(errors)
-        raise LandmarkWeightsMissing(
-            "face-alignment needs its pretrained weights "
-            + ", ".join(missing)
-            + f" in {directory}, and they could not be obtained ({why}). "
-            "Copy the files there from a machine that is online, or use "
-            "detect_landmarks(images, backend='dlib'), which works offline."
-        )
-    return directory
+        try:
+            found.append(cached_or_downloaded(
+                name, url, "face-alignment's pretrained weights",
+                "use detect_landmarks(images, backend='dlib'), which works offline",
+                LandmarkWeightsMissing))
+        except LandmarkWeightsMissing as error:
+            problems.append(str(error))
+    if problems:
+        raise LandmarkWeightsMissing(" ".join(problems))
+    return found[0].parent
 
 
 @functools.lru_cache(maxsize=4)
@@ -269,7 +248,8 @@ def dlib_model_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _dlib_models():
+def dlib_models():
+    """dlib's face detector and 68-point shape predictor (from ``dlib_model_dir()``)."""
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -326,7 +306,7 @@ def detect_landmarks(images, backend: str = "face_alignment", device: str = "cpu
     landmarks = np.full((len(items), NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
     found = np.zeros(len(items), dtype=bool)
     if backend == "dlib":
-        detector, predictor = _dlib_models()
+        detector, predictor = dlib_models()
         for i, image in enumerate(items):
             faces = detector(image, 1)
             if len(faces) == 0:

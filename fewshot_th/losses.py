@@ -9,8 +9,11 @@ E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``
   the same kind of term from a SynthHeads face-recognition network (``SynthFaceFeatures``).
 * ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
   intermediate maps on the real and the generated frame, weighted by λ_FM.
-* ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1``: the embedder's vector and the discriminator's
-  vector of the same video are pulled together.
+* ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1 / D``: the embedder's vector and the
+  discriminator's vector of the same video are pulled together. The paper writes the L1 norm;
+  this code takes the mean over the D entries (and the batch), and every profile's
+  ``λ_MCH`` (80 in ``paper``, as the paper's, 8 in ``cpu``) is meant for that mean: a sum
+  would make the term D = 512 times stronger. The paper does not say which it used.
 * ``L_DSC`` (discriminator): ``max(0, 1 + D(x̂)) + max(0, 1 - D(x))``.
 
 The feature networks are built here (no torchvision) and load their weights from a file in
@@ -284,7 +287,8 @@ def adversarial_loss(fake_score: torch.Tensor, real_maps: list[torch.Tensor],
 
 
 def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor, lambda_mch: float) -> torch.Tensor:
-    """L_MCH = λ_MCH · mean |W_i - ê_i| over the batch and the embedding's entries."""
+    """L_MCH = λ_MCH · mean |W_i - ê_i| over the batch and the embedding's D entries: the
+    paper's ``λ_MCH · ||W_i - ê_i||_1`` divided by D (see the module's docstring)."""
     if w_i.shape != e_hat.shape:
         raise ValueError(f"W_i {tuple(w_i.shape)} and ê {tuple(e_hat.shape)} must match")
     return lambda_mch * (w_i - e_hat).abs().mean()

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ssim", "psnr", "l1", "identity_retrieval", "attribute_recall", "person_ssim",
-           "person_l1", "frechet_distance", "feature_statistics", "paired_gain"]
+           "person_l1", "paired_gain"]
 
 
-def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+def _check_same_images(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected two (B, 3, H, W) batches of the same shape, got "
                          f"{tuple(x.shape)} and {tuple(y.shape)}")
@@ -38,7 +38,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     Means over channels and over the positions where the 11 x 11 window fits (as skimage).
     """
-    _check_pair(x, y)
+    _check_same_images(x, y)
     return _ssim_map(x, y).mean(dim=(1, 2, 3)).float()
 
 
@@ -54,7 +54,7 @@ def person_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.T
     """SSIM of each pair ``(B, 3, H, W)`` averaged over the window centres inside ``mask``
     ``(B, H, W)`` (boolean, e.g. ``SynthHeads.person_mask``) -> ``(B,)``; NaN where the mask
     has no pixel in the region where the window fits."""
-    _check_pair(x, y)
+    _check_same_images(x, y)
     mask = _check_mask(x, mask)[:, 5:-5, 5:-5].double()
     ssim_map = _ssim_map(x, y).mean(dim=1)
     return ((ssim_map * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))).float()
@@ -63,7 +63,7 @@ def person_ssim(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.T
 def person_l1(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of each pair over the pixels of ``mask`` ``(B, H, W)``:
     ``(B,)``, NaN where the mask is empty."""
-    _check_pair(x, y)
+    _check_same_images(x, y)
     mask = _check_mask(x, mask)[:, None].to(x.dtype)
     return ((x - y).abs() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3)))
 
@@ -80,8 +80,8 @@ def attribute_recall(generated: torch.Tensor, truth: torch.Tensor,
     where fewer than ``min_pixels`` pixels differ (a closed mouth, a detail turned away) has
     nothing to show: NaN. A blurred average of the two scores about half.
     """
-    _check_pair(generated, truth)
-    _check_pair(truth, counterfactual)
+    _check_same_images(generated, truth)
+    _check_same_images(truth, counterfactual)
     region = ((truth - counterfactual).abs().amax(dim=1, keepdim=True) > threshold).to(
         truth.dtype)
     pixels = region.sum(dim=(1, 2, 3))
@@ -113,13 +113,13 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of each pair: ``(B,)``."""
-    _check_pair(x, y)
+    _check_same_images(x, y)
     return (x - y).abs().mean(dim=(1, 2, 3))
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB for images in [0, 1]: ``(B,)``."""
-    _check_pair(x, y)
+    _check_same_images(x, y)
     mse = ((x - y) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
 
@@ -140,44 +140,6 @@ def identity_retrieval(generated: torch.Tensor, candidates: torch.Tensor,
                          f"{tuple(generated.shape)}, got {tuple(candidates.shape)}")
     distance = (candidates - generated[:, None]).abs().mean(dim=(2, 3, 4))
     return distance.argmin(dim=1) == true_index
-
-
-def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``(D,)`` and covariance ``(D, D)`` of ``(N, D)`` features (N >= 2), in float64."""
-    features = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor)
-                          else features, dtype=np.float64)
-    if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"features must be (N, D) with N >= 2, got {features.shape}")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-
-
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Fréchet distance between two Gaussians (the FID when they fit Inception features):
-
-        |mu1 - mu2|^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
-
-    Tr((sigma1 sigma2)^(1/2)) is computed as Tr((s1^(1/2) sigma2 s1^(1/2))^(1/2)), s1 =
-    sigma1^(1/2): the same eigenvalues, but of a symmetric matrix, so no complex round-off.
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2,
-                                                                                   np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), \
-        np.atleast_2d(np.asarray(sigma2, np.float64))
-    d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or \
-            sigma2.shape != (d, d):
-        raise ValueError(f"need means (D,) and covariances (D, D) of the same D, got "
-                         f"{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
-    root = _psd_sqrt(sigma1)
-    middle = np.linalg.eigvalsh(root @ sigma2 @ root)
-    trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
 def paired_gain(after, before) -> tuple[float, float, int]:

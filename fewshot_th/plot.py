@@ -10,9 +10,12 @@ import torch
 from matplotlib import animation
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from .checks import is_int
+from .landmarks import draw_landmarks
+
 __all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram",
            "stage_shapes", "architecture", "scores_against_k", "gains_against_paper",
-           "show_methods"]
+           "show_methods", "show_frame", "show_episode", "show_few_shot", "show_reenactment"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -59,7 +62,7 @@ def show_images(images: Sequence | torch.Tensor, titles: Sequence[str] | None = 
 def show_methods(examples: dict[str, torch.Tensor], size: float = 2.2,
                  suptitle: str | None = None):
     """The same frames drawn by several methods: one row per method (``{name: (N, 3, H, W)}``,
-    e.g. ``fewshot_th.evaluation.method_examples``), one column per frame; the row's name
+    e.g. ``fewshot_th.diagnosis.method_examples``), one column per frame; the row's name
     stands over its first frame. Returns the figure."""
     if not examples:
         raise ValueError("show_methods needs at least one method's frames")
@@ -232,7 +235,7 @@ def scores_against_k(results: dict):
     kind (identity retrieval at 1.00, typically) is named in the title instead of drawn as a
     flat line. The paper's VoxCeleb2 numbers are another dataset: ``gains_against_paper``
     compares trends. Returns the figure."""
-    from .evaluation import by_target_kind
+    from .tables import by_target_kind
 
     kinds = by_target_kind(results)
     first = next(iter(kinds.values()))
@@ -280,7 +283,7 @@ def gains_against_paper(results: dict, metric: str = "ssim", paper: dict | None 
     one panel per kind of our targets and one for the paper's Table 1 (VoxCeleb2, 256 px).
     Different data and sizes make the values incomparable; the signs and shapes of the
     curves are what to compare. Returns the figure."""
-    from .evaluation import PAPER_TABLE1, by_target_kind
+    from .tables import PAPER_TABLE1, by_target_kind
 
     paper = PAPER_TABLE1 if paper is None else paper
     if metric not in ("ssim", "csim", "fid"):
@@ -312,3 +315,77 @@ def gains_against_paper(results: dict, metric: str = "ssim", paper: dict | None 
     axes[0, 0].set_ylabel(f"{metric.upper()} at K minus at K = 1")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------ the figures the widgets draw
+
+def show_frame(dataset, identity_index: int = 0, video_of_identity: int = 0,
+               frame_index: int = 0):
+    """Figure of one SynthHeads frame, its landmark image y and both overlaid (what
+    ``synthheads_viewer`` draws for its sliders' values)."""
+    for name, value, count in (("identity_index", identity_index, dataset.num_identities),
+                               ("video_of_identity", video_of_identity,
+                                dataset.num_videos_per_identity),
+                               ("frame_index", frame_index, dataset.frames_per_video)):
+        if not is_int(value) or not 0 <= value < count:
+            raise ValueError(f"{name} must be an integer in [0, {count}), got {value!r}")
+    index = identity_index * dataset.num_videos_per_identity + video_of_identity
+    frames, points = dataset.get_frames(index, [frame_index])
+    image = draw_landmarks(points, dataset.size)
+    return show_images([frames[0], image[0], overlay(frames, image)[0]],
+                       ["frame", "landmark image y", "overlay"], size=2.4,
+                       suptitle=f"identity {identity_index}, video {index}, frame {frame_index}")
+
+
+def show_episode(episode: dict, max_sources: int = 16):
+    """Figure of one episode: the K sources with their landmarks, and the target."""
+    k = episode["source_frames"].shape[0]
+    shown = min(k, max_sources)
+    sources = overlay(episode["source_frames"][:shown], episode["source_landmarks"][:shown])
+    target = overlay(episode["target_frame"][None], episode["target_landmarks"][None])[0]
+    index = episode["frame_indices"].tolist()
+    titles = [f"source {index[i]}" for i in range(shown)] + [f"TARGET {index[-1]}"]
+    more = "" if shown == k else f" (first {shown} of {k} shown)"
+    return show_images(list(sources) + [target], titles, ncols=min(shown + 1, 6), size=2.0,
+                       suptitle=f"an episode: K = {k} source frames{more} and a different target")
+
+
+def show_few_shot(truth, results: dict, frame: int = 0, identity=None):
+    """Figure: the true frame and every (K, mode) result for it, one column per K.
+
+    ``truth``: ``(T, 3, H, W)``; ``results``: ``{(K, mode): (T, 3, H, W)}``.
+    """
+    ks = sorted({k for k, _ in results})
+    modes = sorted({mode for _, mode in results})
+    images, titles = [], []
+    for mode in modes:
+        images.append(truth[frame])
+        titles.append("true frame")
+        for k in ks:
+            images.append(results[(k, mode)][frame])
+            titles.append(f"{mode.upper()}, K = {k}")
+    who = "" if identity is None else f"person {identity}, "
+    return show_images(images, titles, ncols=len(ks) + 1, size=1.8,
+                       suptitle=f"{who}frame {frame}: feed-forward and fine-tuned, K = "
+                                + ", ".join(str(k) for k in ks))
+
+
+def show_reenactment(entry: dict, mode: str = "ff", adapted: bool = True, frame: int = 0,
+                     title: str | None = None):
+    """One frame of a reenactment (an entry of ``fewshot_th.reenact.reenactment_grid``): the
+    driver's frame, the driving landmark image, the generated frame and the exact frame of the
+    person in that pose. Returns the figure."""
+    key = (mode, adapted)
+    if key not in entry:
+        have = sorted(k for k in entry if isinstance(k, tuple))
+        raise ValueError(f"no {mode.upper()} frames with {'adapted' if adapted else 'raw'} "
+                         f"landmarks in this entry; it has (mode, adapted) = {have}")
+    if not 0 <= frame < len(entry["truth"]):
+        raise ValueError(f"frame must be in [0, {len(entry['truth'])}), got {frame}")
+    generated, truth = entry[key][frame], entry["truth"][frame]
+    landmarks = entry["adapted_images" if adapted else "raw_images"][frame]
+    error = (generated - truth).abs().mean().item()
+    return show_images([entry["driver"][frame], landmarks, generated, truth],
+                       ["driver's frame", f"{'adapted' if adapted else 'raw'} landmarks",
+                        f"{mode.upper()} (L1 {error:.3f})", "exact frame"], size=2.2,
+                       suptitle=title)

@@ -14,12 +14,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ModelConfig, as_device
+from .config import ASSETS, ModelConfig, as_device
 from .meta import TalkingHeadModel
 
 __all__ = ["ASSETS", "available", "load_pretrained", "export_pretrained", "load_trained"]
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def available() -> list[str]:

@@ -6,10 +6,9 @@ expression, so the frames drift towards B (the limitation the paper names, leavi
 adaptation" to future work). SynthHeads can measure that exactly: it renders A in the pose
 and expression of any of B's frames with A's own face (``cross_episode``).
 
-``adapt_landmarks`` is one way of adapting: estimate each person's neutral shape from their
-frames (Procrustes mean), split each driving frame into a similarity transform (where the head
-is, how large, how rolled) and a residual (the expression, in the face's own frame), and put
-that residual on A's neutral shape instead of B's.
+``adapt_landmarks`` (``fewshot_th.adaptation``, re-exported here) is the remedy: B's track
+moved onto A's face shape, with a landmark model learned on SynthHeads training people, or with
+nothing but the two sets of landmarks (Procrustes).
 
     episode = cross_episode(test, source=3, driver=7)
     personal = few_shot(model, episode["sources"], episode["source_points"])
@@ -29,6 +28,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .adaptation import (
+    ADAPTATIONS,
+    adapt_landmarks,
+    as_landmarks,
+    head_turn,
+    mouth_opening,
+    neutral_shape,
+    similarity_transform,
+)
+from .checks import is_int, is_integer
 from .data.synthetic import Pose, SynthHeads
 from .finetune import few_shot, spread_sources
 from .identity import embed, load_identity_net
@@ -36,117 +45,14 @@ from .landmarks import NUM_LANDMARKS, detect_landmarks, draw_landmarks
 from .metrics import l1, ssim
 
 __all__ = ["similarity_transform", "mouth_opening", "head_turn", "neutral_shape",
-           "adapt_landmarks", "cross_episode", "landmark_error", "face_box", "crop_faces",
-           "faces_of", "read_frames", "write_video", "reenactment_scores", "reenactment_grid"]
-
-
-def _points(points, name: str, single: bool = False) -> np.ndarray:
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    array = np.asarray(points, dtype=np.float64)
-    shape = (NUM_LANDMARKS, 2) if single else (None, NUM_LANDMARKS, 2)
-    if array.ndim != len(shape) or array.shape[-2:] != (NUM_LANDMARKS, 2) or \
-            (not single and len(array) == 0):
-        wanted = "(68, 2)" if single else "(T, 68, 2) with T >= 1"
-        raise ValueError(f"{name} must have shape {wanted} (pixel x, y of the 68 landmarks), "
-                         f"got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
-    return array
-
-
-def similarity_transform(source, target) -> tuple[float, np.ndarray, np.ndarray]:
-    """The scale ``s``, rotation ``R`` (2 x 2) and shift ``t`` that map the ``(68, 2)`` points
-    ``source`` closest to ``target`` in the least-squares sense (Umeyama's method):
-    ``target ≈ s * source @ R.T + t``."""
-    source, target = _points(source, "source", True), _points(target, "target", True)
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    a, b = source - mu_s, target - mu_t
-    variance = (a ** 2).sum()
-    if variance < 1e-12:
-        raise ValueError("source landmarks are all at one point: no shape to align")
-    u, sigma, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0  # a rotation, never a mirror image
-    flip = np.diag([1.0, d])
-    rotation = u @ flip @ vt
-    scale = float((sigma * np.diag(flip)).sum() / variance)
-    return scale, rotation, mu_t - scale * mu_s @ rotation.T
-
-
-def _apply(points: np.ndarray, scale: float, rotation: np.ndarray, shift: np.ndarray):
-    return scale * points @ rotation.T + shift
-
-
-def mouth_opening(points) -> np.ndarray:
-    """How far the inner lips are apart in each frame of ``(T, 68, 2)`` landmarks, in units of
-    the distance between the eye centres (0: closed)."""
-    frames = _points(points, "points")
-    upper, lower = frames[:, [61, 62, 63]], frames[:, [67, 66, 65]]  # inner lips, facing
-    gap = np.linalg.norm(upper - lower, axis=-1).mean(-1)
-    eyes = np.linalg.norm(frames[:, 36:42].mean(1) - frames[:, 42:48].mean(1), axis=-1)
-    return gap / np.maximum(eyes, 1e-6)
-
-
-def head_turn(points) -> np.ndarray:
-    """How far the head in each frame of ``(T, 68, 2)`` landmarks is turned sideways: the log
-    of the ratio of the nose tip's distances to the two ends of the jaw line (0: frontal)."""
-    frames = _points(points, "points")
-    left = np.linalg.norm(frames[:, 30] - frames[:, 0], axis=-1)
-    right = np.linalg.norm(frames[:, 30] - frames[:, 16], axis=-1)
-    return np.abs(np.log(np.maximum(left, 1e-6) / np.maximum(right, 1e-6)))
-
-
-def neutral_shape(points, rest: float = 0.25, iterations: int = 3) -> np.ndarray:
-    """A person's face shape from ``(K, 68, 2)`` landmarks of their frames: the Procrustes
-    mean (every frame aligned to the mean by a similarity transform, the mean taken again) of
-    the ``rest`` share of the frames (at least one) that are most at rest, the mouth closed
-    and the head frontal (``mouth_opening + head_turn``), centred at 0 in the scale of the
-    first of them. Two people's neutral shapes are then comparable even when one speaks or
-    looks aside in all of their frames and the other in none."""
-    frames = _points(points, "points")
-    if not 0 < rest <= 1:
-        raise ValueError(f"rest must be in (0, 1], got {rest!r}")
-    at_rest = mouth_opening(frames) + head_turn(frames)
-    calm = np.argsort(at_rest, kind="stable")[:max(1, round(rest * len(frames)))]
-    frames = frames[np.sort(calm)]
-    mean = frames[0] - frames[0].mean(0)
-    for _ in range(iterations):
-        aligned = [_apply(f, *similarity_transform(f, mean)) for f in frames]
-        mean = np.mean(aligned, axis=0)
-        mean -= mean.mean(0)
-    return mean
-
-
-def adapt_landmarks(driver, driver_reference, target_reference) -> np.ndarray:
-    """The driver's landmark track ``(T, 68, 2)`` moved onto the target person's face shape.
-
-    ``driver_reference``: landmarks of some of the driver's frames (the driving video itself
-    will do), ``target_reference``: landmarks of the target's frames (the K source frames).
-    For each driving frame: the similarity transform from the driver's neutral shape to the
-    frame (pose in the image plane: position, size, roll) and the residual in the neutral
-    frame (expression, and what a turned head does to the outline); the result is the target's
-    neutral shape plus that residual, put back with the same transform. Rotations out of the
-    image plane (yaw, pitch) are not separated from the shape: that is where it fails most.
-    """
-    track = _points(driver, "driver")
-    neutral_driver = neutral_shape(driver_reference)
-    neutral_target = neutral_shape(target_reference)
-    # The target's shape in the driver's neutral frame: moved, turned and scaled onto it (the
-    # size of a face in a frame says more about the camera and the pose than about the face).
-    target_in_driver_frame = _apply(neutral_target,
-                                    *similarity_transform(neutral_target, neutral_driver))
-    adapted = np.empty_like(track)
-    for i, frame in enumerate(track):
-        scale, rotation, shift = similarity_transform(neutral_driver, frame)
-        back = (frame - shift) @ rotation / scale  # the frame in the neutral frame
-        residual = back - neutral_driver
-        adapted[i] = _apply(target_in_driver_frame + residual, scale, rotation, shift)
-    return adapted.astype(np.float32)
+           "adapt_landmarks", "ADAPTATIONS", "cross_episode", "landmark_error", "face_box",
+           "crop_faces", "faces_of", "read_frames", "write_video", "reenactment_scores",
+           "reenactment_grid"]
 
 
 def landmark_error(points, truth) -> np.ndarray:
     """Mean distance in pixels between corresponding landmarks, per frame: ``(T,)``."""
-    points, truth = _points(points, "points"), _points(truth, "truth")
+    points, truth = as_landmarks(points, "points"), as_landmarks(truth, "truth")
     if points.shape != truth.shape:
         raise ValueError(f"points {points.shape} and truth {truth.shape} must match")
     return np.linalg.norm(points - truth, axis=-1).mean(-1)
@@ -160,20 +66,22 @@ def cross_episode(videos: SynthHeads, source: int, driver: int, k: int = 8,
     driving frames are ``frames`` of B's video ``driver_video`` (default: the second half of
     it). With ``driver == source`` and ``driver_video = 1`` this is self-reenactment from
     another video. Returns ``sources (K, 3, H, W)``, ``source_points (K, 68, 2)``,
-    ``driver_frames``, ``driver_points`` (B as filmed), ``truth`` and ``truth_points`` (A
-    rendered in B's pose and expression, with A's own face), all as tensors on the CPU.
+    ``driver_frames``, ``driver_points`` (B as filmed), ``driver_reference`` (B's landmarks
+    in the second half of that video, what adaptation learns B's face from), ``truth`` and
+    ``truth_points`` (A rendered in B's pose and expression, with A's own face), all as
+    tensors on the CPU.
     """
     if not isinstance(videos, SynthHeads):
         raise TypeError(f"videos must be a SynthHeads data set, got {type(videos).__name__}")
     for name, person in (("source", source), ("driver", driver)):
-        if isinstance(person, bool) or not isinstance(person, (int, np.integer)) or \
+        if not is_integer(person) or \
                 not 0 <= person < videos.num_identities:
             raise ValueError(f"{name} must be a person in [0, {videos.num_identities}), "
                              f"got {person!r}")
     if not 0 <= driver_video < videos.num_videos_per_identity:
         raise ValueError(f"driver_video must be in [0, {videos.num_videos_per_identity}), "
                          f"got {driver_video}")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(
+    if not is_int(k) or not 1 <= k <= min(
             32, videos.frames_per_video):
         raise ValueError(f"k must be between 1 and {min(32, videos.frames_per_video)}, got {k!r}")
     per = videos.num_videos_per_identity
@@ -185,8 +93,11 @@ def cross_episode(videos: SynthHeads, source: int, driver: int, k: int = 8,
     driver_frames, driver_points = videos.get_frames(driver_index, frames)
     pose = videos.pose(driver_index, frames)
     truth, truth_points = videos.render(source, pose, return_landmarks=True)
+    half = np.arange(videos.frames_per_video // 2, videos.frames_per_video)
+    reference = videos.landmarks(driver, videos.pose(driver_index, half))
     return {"sources": sources, "source_points": source_points,
             "driver_frames": driver_frames, "driver_points": driver_points,
+            "driver_reference": reference,
             "truth": truth, "truth_points": truth_points, "pose": pose,
             "source": int(source), "driver": int(driver)}
 
@@ -217,7 +128,7 @@ def face_box(points) -> tuple[float, float, float]:
     points = np.asarray(points, dtype=np.float64)
     if points.ndim == 3:
         points = np.nanmean(points, axis=0)
-    points = _points(points, "points", single=True)
+    points = as_landmarks(points, "points", single=True)
     eyes_share, cx, cy = _synthheads_framing()
     side = np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)) / eyes_share
     centre = points.mean(0)
@@ -230,11 +141,11 @@ def crop_faces(images, points, size: int, box=None):
     frames ``(N, 3, size, size)`` in [0, 1] and the landmarks in the crops' pixels. Parts of
     the square outside the image repeat its border."""
     images = list(images)
-    faces = _points(points, "points")
+    faces = as_landmarks(points, "points")
     if len(images) != len(faces):
         raise ValueError(f"got {len(images)} images and landmarks of {len(faces)}: give one set "
                          "of 68 points per image")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+    if not is_int(size) or size < 8:
         raise ValueError(f"size must be an integer of at least 8 pixels, got {size!r}")
     frames, moved = [], []
     for image, face in zip(images, faces):
@@ -347,13 +258,20 @@ def _personal_models(model, k: int, ft_steps: int | None):
     return made
 
 
-def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff",),
-                       ft_steps: int | None = None, progress: bool = True) -> dict:
-    """Each person of ``pairs`` (``(source, driver)``; equal for self-reenactment, then from
-    the person's second video) driven by raw and by adapted landmarks, scored against the
-    exact frames of the source person in the driver's poses.
+def _driving(episode: dict, method: str) -> np.ndarray:
+    return adapt_landmarks(episode["driver_points"], episode["driver_reference"],
+                           episode["source_points"], method=method)
 
-    Returns ``{mode: {"raw" | "adapted" | "true": {metric: (pairs,) array}}}`` with metrics
+
+def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff",),
+                       ft_steps: int | None = None, progress: bool = True,
+                       adaptations=ADAPTATIONS) -> dict:
+    """Each person of ``pairs`` (``(source, driver)``; equal for self-reenactment, then from
+    the person's second video) driven by raw and by adapted landmarks (each method of
+    ``adaptations``), scored against the exact frames of the source person in the driver's
+    poses.
+
+    Returns ``{mode: {"raw" | method | "true": {metric: (pairs,) array}}}`` with metrics
     ``ssim``, ``l1`` (against the exact frames), ``csim_source`` and ``csim_driver`` (cosine
     similarity of the SynthHeads identity network's embedding of the generated frames to the
     mean embedding of the source's exact frames, and of the driver's real frames) and
@@ -361,19 +279,23 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
     ``"true"`` drives with the source's true landmarks: the best any adaptation can do.
     """
 
+    adaptations = tuple(adaptations)
+    if not set(adaptations) <= set(ADAPTATIONS):
+        raise ValueError(f"adaptations must be among {ADAPTATIONS}, got {adaptations!r}")
     net = load_identity_net()
     pairs = [(int(a), int(b)) for a, b in pairs]
     if not pairs:
         raise ValueError("pairs must name at least one (source, driver) pair")
+    kinds = ("raw", *adaptations, "true")
     scores = {mode: {kind: {m: [] for m in ("ssim", "l1", "csim_source", "csim_driver",
                                             "landmark_error")}
-                     for kind in ("raw", "adapted", "true")} for mode in modes}
+                     for kind in kinds} for mode in modes}
     made = _personal_models(model, k, ft_steps)
     for source, driver in tqdm(pairs, desc="reenactment", disable=not progress):
         episode = cross_episode(videos, source, driver, k=k, driver_video=int(source == driver))
         points = episode["driver_points"]
         driving = {"raw": points.numpy(),
-                   "adapted": adapt_landmarks(points, points, episode["source_points"]),
+                   **{method: _driving(episode, method) for method in adaptations},
                    "true": episode["truth_points"].numpy()}
         person = F.normalize(embed(net, episode["truth"]).mean(0), dim=0)
         other = F.normalize(embed(net, episode["driver_frames"]).mean(0), dim=0)
@@ -393,14 +315,16 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
             for mode, by in scores.items()}
 
 
-
 def reenactment_grid(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff", "ft"),
-                     frames=None, ft_steps: int | None = None, progress: bool = True) -> dict:
+                     frames=None, ft_steps: int | None = None, progress: bool = True,
+                     method: str = "learned") -> dict:
     """Reenactments to browse (``fewshot_th.widgets.reenactment_explorer``):
     ``{(source, driver): entry}``, each entry holding the driver's frames (``"driver"``), the
     exact frames of the source in the driver's poses (``"truth"``), the raw and adapted
-    landmark images (``"raw_images"``, ``"adapted_images"``) and the generated frames under
-    ``(mode, adapted)`` for every mode and both kinds of landmarks."""
+    (``method``) landmark images (``"raw_images"``, ``"adapted_images"``) and the generated
+    frames under ``(mode, adapted)`` for every mode and both kinds of landmarks."""
+    if method not in ADAPTATIONS:
+        raise ValueError(f"method must be one of {ADAPTATIONS}, got {method!r}")
 
     grid = {}
     size = model.config.image_size
@@ -409,7 +333,7 @@ def reenactment_grid(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff", 
         episode = cross_episode(videos, source, driver, k=k, frames=frames,
                                 driver_video=int(source == driver))
         points = episode["driver_points"]
-        adapted = adapt_landmarks(points, points, episode["source_points"])
+        adapted = _driving(episode, method)
         entry = {"driver": episode["driver_frames"], "truth": episode["truth"],
                  "raw_images": draw_landmarks(points, size),
                  "adapted_images": draw_landmarks(adapted, size)}

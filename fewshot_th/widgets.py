@@ -9,30 +9,14 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .checks import is_integer
 from .data.episodes import EpisodeDataset
-from .landmarks import draw_landmarks
-from .plot import overlay, show_images
+from .plot import show_episode, show_frame, show_images, show_reenactment
 
-__all__ = ["synthheads_viewer", "show_frame", "episode_viewer", "show_episode",
-           "few_shot_explorer", "show_few_shot", "UserStudy"]
-
-
-def show_frame(dataset, identity_index: int = 0, video_of_identity: int = 0,
-               frame_index: int = 0):
-    """Figure of one SynthHeads frame, its landmark image y and both overlaid (what
-    ``synthheads_viewer`` draws for its sliders' values)."""
-    for name, value, count in (("identity_index", identity_index, dataset.num_identities),
-                               ("video_of_identity", video_of_identity,
-                                dataset.num_videos_per_identity),
-                               ("frame_index", frame_index, dataset.frames_per_video)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
-            raise ValueError(f"{name} must be an integer in [0, {count}), got {value!r}")
-    index = identity_index * dataset.num_videos_per_identity + video_of_identity
-    frames, points = dataset.get_frames(index, [frame_index])
-    image = draw_landmarks(points, dataset.size)
-    return show_images([frames[0], image[0], overlay(frames, image)[0]],
-                       ["frame", "landmark image y", "overlay"], size=2.4,
-                       suptitle=f"identity {identity_index}, video {index}, frame {frame_index}")
+# The static figures these widgets draw live in fewshot_th.plot (show_frame, show_episode,
+# show_few_shot, show_reenactment).
+__all__ = ["synthheads_viewer", "episode_viewer", "few_shot_explorer", "UserStudy",
+           "reenactment_explorer"]
 
 
 def synthheads_viewer(dataset) -> widgets.Widget:
@@ -48,19 +32,6 @@ def synthheads_viewer(dataset) -> widgets.Widget:
     controls = {"identity_index": identity, "video_of_identity": video, "frame_index": frame}
     out = widgets.interactive_output(show, controls)
     return widgets.VBox([widgets.HBox([identity, video, frame]), out])
-
-
-def show_episode(episode: dict, max_sources: int = 16):
-    """Figure of one episode: the K sources with their landmarks, and the target."""
-    k = episode["source_frames"].shape[0]
-    shown = min(k, max_sources)
-    sources = overlay(episode["source_frames"][:shown], episode["source_landmarks"][:shown])
-    target = overlay(episode["target_frame"][None], episode["target_landmarks"][None])[0]
-    index = episode["frame_indices"].tolist()
-    titles = [f"source {index[i]}" for i in range(shown)] + [f"TARGET {index[-1]}"]
-    more = "" if shown == k else f" (first {shown} of {k} shown)"
-    return show_images(list(sources) + [target], titles, ncols=min(shown + 1, 6), size=2.0,
-                       suptitle=f"an episode: K = {k} source frames{more} and a different target")
 
 
 def episode_viewer(dataset, k_values=(1, 8, 32)) -> widgets.Widget:
@@ -80,26 +51,6 @@ def episode_viewer(dataset, k_values=(1, 8, 32)) -> widgets.Widget:
 
     out = widgets.interactive_output(show, {"k_value": k, "video_index": video})
     return widgets.VBox([widgets.HBox([k, video]), out])
-
-
-def show_few_shot(truth, results: dict, frame: int = 0, identity=None):
-    """Figure: the true frame and every (K, mode) result for it, one column per K.
-
-    ``truth``: ``(T, 3, H, W)``; ``results``: ``{(K, mode): (T, 3, H, W)}``.
-    """
-    ks = sorted({k for k, _ in results})
-    modes = sorted({mode for _, mode in results})
-    images, titles = [], []
-    for mode in modes:
-        images.append(truth[frame])
-        titles.append("true frame")
-        for k in ks:
-            images.append(results[(k, mode)][frame])
-            titles.append(f"{mode.upper()}, K = {k}")
-    who = "" if identity is None else f"person {identity}, "
-    return show_images(images, titles, ncols=len(ks) + 1, size=1.8,
-                       suptitle=f"{who}frame {frame}: feed-forward and fine-tuned, K = "
-                                + ", ".join(str(k) for k in ks))
 
 
 def few_shot_explorer(truth: dict, results: dict) -> widgets.Widget:
@@ -186,7 +137,7 @@ class UserStudy:
             raise ValueError("every trial is answered already")
         trial = len(self.answers)
         options = len(self.trials[trial][0]) + 1
-        if isinstance(choice, bool) or not isinstance(choice, (int, np.integer)) or \
+        if not is_integer(choice) or \
                 not 0 <= choice < options:
             raise ValueError(f"choice must be an image number from 0 to {options - 1}, "
                              f"got {choice!r}")
@@ -241,27 +192,6 @@ class UserStudy:
         save.on_click(write)
         redraw()
         return widgets.VBox([widgets.HBox(buttons), out, status, widgets.HBox([path, save])])
-
-
-def show_reenactment(entry: dict, mode: str = "ff", adapted: bool = True, frame: int = 0,
-                     title: str | None = None):
-    """One frame of a reenactment (an entry of ``fewshot_th.reenact.reenactment_grid``): the
-    driver's frame, the driving landmark image, the generated frame and the exact frame of the
-    person in that pose. Returns the figure."""
-    key = (mode, adapted)
-    if key not in entry:
-        have = sorted(k for k in entry if isinstance(k, tuple))
-        raise ValueError(f"no {mode.upper()} frames with {'adapted' if adapted else 'raw'} "
-                         f"landmarks in this entry; it has (mode, adapted) = {have}")
-    if not 0 <= frame < len(entry["truth"]):
-        raise ValueError(f"frame must be in [0, {len(entry['truth'])}), got {frame}")
-    generated, truth = entry[key][frame], entry["truth"][frame]
-    landmarks = entry["adapted_images" if adapted else "raw_images"][frame]
-    error = (generated - truth).abs().mean().item()
-    return show_images([entry["driver"][frame], landmarks, generated, truth],
-                       ["driver's frame", f"{'adapted' if adapted else 'raw'} landmarks",
-                        f"{mode.upper()} (L1 {error:.3f})", "exact frame"], size=2.2,
-                       suptitle=title)
 
 
 def reenactment_explorer(grid: dict) -> widgets.Widget:

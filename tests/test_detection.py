@@ -76,11 +76,11 @@ def test_face_alignment_download_failure_gives_the_same_clear_error(empty_hub, m
     monkeypatch.delenv("FEWSHOT_TH_OFFLINE", raising=False)
     calls = []
 
-    def no_network(url, path):
+    def no_network(url, path, progress=True):
         calls.append(url)
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(lmk, "_download", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(LandmarkWeightsMissing, match="Name or service not known"):
         detect_landmarks(astronaut[None], backend="face_alignment")
     assert sorted(calls) == sorted(lmk.FACE_ALIGNMENT_FILES.values())

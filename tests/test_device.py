@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import fewshot_th
-from fewshot_th import meta
+from fewshot_th import warmup
 from fewshot_th.config import as_device, profile, tiny
 from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches, to_device
-from fewshot_th.meta import fit_reconstruction, reconstruction_warmup
 from fewshot_th.nn import Embedder, Generator
+from fewshot_th.warmup import fit_reconstruction, reconstruction_warmup
 
 
 def test_default_device_is_the_cpu_without_a_gpu_and_follows_the_environment(monkeypatch):
@@ -96,7 +96,7 @@ def test_warmup_is_trained_once_and_then_read_from_the_cache(cache, monkeypatch,
     def must_not_train(*args, **kwargs):
         raise AssertionError("the cached warm-up was trained again")
 
-    monkeypatch.setattr(meta, "fit_reconstruction", must_not_train)
+    monkeypatch.setattr(warmup, "fit_reconstruction", must_not_train)
     embedder_2, generator_2, losses_2 = reconstruction_warmup(config, 2)
     assert "from the cache" in capsys.readouterr().out
     assert losses_2 == losses
@@ -117,7 +117,7 @@ def test_warmup_cache_tells_runs_apart_and_retrains_a_damaged_file(cache, monkey
     record = json.loads(tensors.with_suffix(".json").read_text())
     assert record["losses"] in (losses, other_seed)
     trained = []
-    monkeypatch.setattr(meta, "fit_reconstruction",
+    monkeypatch.setattr(warmup, "fit_reconstruction",
                         lambda *a, **k: trained.append(1) or fit_reconstruction(*a, **k))
     _, again, losses_again = reconstruction_warmup(tiny(), 2, seed=record["key"]["seed"],
                                                    progress=False)

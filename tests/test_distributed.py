@@ -8,8 +8,10 @@ import torch.multiprocessing as mp
 
 from fewshot_th.config import tiny, training
 from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches
+from fewshot_th.distributed import DistributedNetworks
 from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import DataParallel, TalkingHeadModel, Trainer, meta_step
+from fewshot_th.meta import TalkingHeadModel, meta_step
+from fewshot_th.trainer import Trainer
 
 STEPS = 2
 
@@ -35,7 +37,7 @@ def _sgd_step(batch_size, rank=0, world_size=1, parallel=False):
     opt_d = torch.optim.SGD(model.discriminator.parameters(), lr=0.05)
     batches = episode_batches(EpisodeDataset(videos, train.k), batch_size, seed=0, rank=rank,
                               world_size=world_size)
-    wrapped = DataParallel(model) if parallel else None
+    wrapped = DistributedNetworks(model) if parallel else None
     meta_step(model, next(batches), opt_eg, opt_d, ContentLoss({"pixel": 10.0}), train,
               parallel=wrapped)
     return model.state_tensors()

@@ -1,33 +1,27 @@
 import json
-import os
-import subprocess
-import sys
 
 import matplotlib
 import pytest
 import torch
 
 import fewshot_th
-from fewshot_th import evaluation
+from fewshot_th import diagnosis, evaluation
 from fewshot_th.config import cpu, tiny, training
 from fewshot_th.data import COUNTERFACTUALS, SynthHeads
-from fewshot_th.evaluation import (
-    PAPER_TABLE1,
-    TARGET_KINDS,
-    attribute_table,
+from fewshot_th.diagnosis import (
     embedding_detail_gap,
-    evaluate_feed_forward,
-    evaluate_few_shot,
     method_examples,
     mouth_diagnosis,
-    scores_table,
     speaking_episode,
 )
+from fewshot_th.evaluation import copying_baselines, evaluate_feed_forward, evaluate_few_shot
 from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import TalkingHeadModel, Trainer
+from fewshot_th.meta import TalkingHeadModel
 from fewshot_th.metrics import paired_gain
 from fewshot_th.plot import gains_against_paper, scores_against_k
 from fewshot_th.pretrained import load_trained
+from fewshot_th.tables import PAPER_TABLE1, TARGET_KINDS, attribute_table, scores_table
+from fewshot_th.trainer import Trainer
 
 matplotlib.use("Agg")
 
@@ -53,9 +47,11 @@ def test_load_trained_gives_the_checkpoints_model_in_eval_mode(checkpoint):
 
 
 def test_few_shot_evaluation_scores_ff_ft_and_the_copying_baselines(checkpoint):
-    model = load_trained(checkpoint[0])
+    model = load_trained(checkpoint[0]).train()  # it scores in eval mode, then gives it back
     results = evaluate_few_shot(model, identities=2, k_values=(1, 2), modes=("ff", "ft"),
                                 ft_steps=2)
+    assert all(net.training for net in model.networks().values())
+    model.eval()
     assert list(results) == ["same-video", "pose-distant"]
     for by_k in results.values():
         assert list(by_k) == [1, 2]
@@ -89,6 +85,18 @@ def test_few_shot_evaluation_scores_ff_ft_and_the_copying_baselines(checkpoint):
     assert only["pose-distant"][2]["model"]["ssim"] == results["pose-distant"][2]["FF"]["ssim"]
 
 
+def test_copying_baselines_copy_the_nearest_source_and_the_mean():
+    sources = torch.rand(3, 3, 8, 8)
+    points = torch.rand(3, 68, 2) * 8
+    targets = torch.stack([points[2] + 0.5, points[0]])  # near source 2, then exactly source 0
+    copies, distance = copying_baselines(sources, points, targets)
+    assert torch.equal(copies["nearest-landmark source"], sources[[2, 0]])
+    assert torch.allclose(copies["mean of sources"], sources.mean(0).expand(2, -1, -1, -1))
+    assert distance[0] == pytest.approx(0.5 * 2 ** 0.5) and distance[1] == 0
+    with pytest.raises(ValueError, match="landmarks"):
+        copying_baselines(sources, points[:2], targets)
+
+
 def test_bad_evaluation_arguments_are_refused(checkpoint):
     model = load_trained(checkpoint[0])
     with pytest.raises(ValueError, match="K"):
@@ -114,14 +122,14 @@ def test_a_method_that_draws_the_exact_frames_scores_perfectly(monkeypatch):
 
         def render(self, landmarks):
             for kind in TARGET_KINDS:
-                pose = evaluation._target_pose(test, self.identity, kind)
+                pose = evaluation.target_pose(test, self.identity, kind)
                 frames, points = test.render(self.identity, pose, True)
                 if torch.equal(points, landmarks):
                     return frames
             raise AssertionError("asked for frames that are not a target's")
 
     monkeypatch.setattr(evaluation, "few_shot", lambda model, frames, points, mode, steps,
-                        seed, progress: Exact(seed))
+                        content_loss, seed, progress: Exact(seed))
     results = evaluate_few_shot(model, identities=3, k_values=(2,))
     for by_k in results.values():
         exact, copy = by_k[2]["FF"], by_k[2]["nearest-landmark source"]
@@ -230,45 +238,40 @@ def test_the_attribute_table_has_a_row_per_method_and_k_and_dashes_where_nothing
         attribute_table(results, "pose-distant")
 
 
-def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "fewshot_th", "evaluate", "--checkpoint", str(checkpoint[0]),
-         "--out", str(tmp_path), "--identities", "2", "--k", "1", "2", "--ft-steps", "1",
-         "--no-fid"],
-        capture_output=True, text=True)
+def test_command_line_writes_the_table_scores_and_plot(checkpoint, tmp_path, cli):
+    result = cli(["evaluate", "--checkpoint", checkpoint[0], "--out", tmp_path, "--identities",
+                  "2", "--k", "1", "2", "--ft-steps", "1", "--no-fid"])
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())["scores"]
     assert set(scores) == {"same-video", "pose-distant"}
     assert set(scores["pose-distant"]) == {"1", "2"} and "FT" in scores["pose-distant"]["2"]
     assert "| SynthHeads, pose-distant targets | FT |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "scores.png").stat().st_size > 1000
-    bad = subprocess.run([sys.executable, "-m", "fewshot_th", "evaluate", "--pretrained",
-                          "no-such-model", "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True)
+    bad = cli(["evaluate", "--pretrained", "no-such-model", "--out", tmp_path / "x"])
     assert bad.returncode == 2 and "available" in bad.stderr
 
 
 def test_command_line_adds_fid_with_the_inception_weights_and_says_so_without(checkpoint,
-                                                                             tmp_path):
+                                                                             tmp_path, cli,
+                                                                             monkeypatch):
     from fewshot_th.fid import FIDInception
 
     weights = tmp_path / "fid.pth"
     torch.manual_seed(0)
     torch.save(FIDInception().state_dict(), weights)
-    command = [sys.executable, "-m", "fewshot_th", "evaluate", "--checkpoint",
-               str(checkpoint[0]), "--identities", "2", "--k", "1", "--modes", "ff",
-               "--targets", "same-video"]
-    with_fid = subprocess.run(command + ["--out", str(tmp_path / "a"), "--fid-weights",
-                                         str(weights)], capture_output=True, text=True)
+    command = ["evaluate", "--checkpoint", checkpoint[0], "--identities", "2", "--k", "1",
+               "--modes", "ff", "--targets", "same-video"]
+    with_fid = cli(command + ["--out", tmp_path / "a", "--fid-weights", weights])
     assert with_fid.returncode == 0, with_fid.stderr
     scores = json.loads((tmp_path / "a" / "scores.json").read_text())["scores"]
     assert list(scores) == ["same-video"]
     scores = scores["same-video"]["1"]
     assert scores["FF"]["fid"] > 0 and "| FID (lower) |" in (tmp_path / "a" / "table.md"
                                                              ).read_text()
-    env = {**os.environ, "FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "empty")}
-    without = subprocess.run(command + ["--out", str(tmp_path / "b")], capture_output=True,
-                             text=True, env=env)
+    monkeypatch.setenv("FEWSHOT_TH_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)  # read TORCH_HOME again
+    without = cli(command + ["--out", tmp_path / "b"])
     assert without.returncode == 0 and "FID left out" in without.stderr
     assert "FID left out" in (tmp_path / "b" / "table.md").read_text()
 
@@ -317,7 +320,7 @@ def test_method_examples_draw_the_same_widest_open_frame_for_every_method(checkp
     assert all(frames.shape == (2, 3, 32, 32) for frames in examples.values())
     test = SynthHeads("test", num_identities=4, num_videos_per_identity=1, frames_per_video=64,
                       size=32)
-    pose = evaluation._target_pose(test, 3, "pose-distant")
+    pose = evaluation.target_pose(test, 3, "pose-distant")
     widest = int(pose.mouth.argmax())
     assert torch.equal(examples["truth"][1], test.render(3, pose[widest]))
     fig = show_methods(examples)
@@ -370,7 +373,7 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
                     return e["shut"]
             raise AssertionError("landmarks of no speaking target")
 
-    monkeypatch.setattr(evaluation, "few_shot", lambda *args, **kwargs: StandIn())
+    monkeypatch.setattr(diagnosis, "few_shot", lambda *args, **kwargs: StandIn())
     result = mouth_diagnosis(model, identities=3)
     assert result["frames"] == sum(len(e["truth"]) for e in episodes)
     assert 0 < result["pixel_share"] < 0.2

@@ -78,7 +78,7 @@ def test_overwrite_replaces_the_old_run_and_resume_continues_it(tmp_path):
 # 2. Non-finite weights are never saved, and never resumed from.
 
 def test_nan_gradients_with_finite_losses_stop_before_a_save(tmp_path, monkeypatch, capsys):
-    from fewshot_th import meta
+    from fewshot_th import meta, trainer
 
     real_step = meta.meta_step
 
@@ -92,7 +92,7 @@ def test_nan_gradients_with_finite_losses_stop_before_a_save(tmp_path, monkeypat
                 hook.remove()
         return real_step(model, *args, **kwargs)
 
-    monkeypatch.setattr(meta, "meta_step", poisoned)
+    monkeypatch.setattr(trainer, "meta_step", poisoned)  # the step the Trainer calls
     assert train(tmp_path, steps=6, every=1) == 3
     err = capsys.readouterr().err
     assert "weight tensors are not finite" in err and "step-00000002.json" in err
@@ -210,7 +210,7 @@ def test_leftovers_of_an_interrupted_save_are_removed(tmp_path):
 @pytest.mark.parametrize("target", [".safetensors", ".json"])
 def test_a_full_disk_during_a_save_loses_nothing(tmp_path, straight, monkeypatch, capsys,
                                                  target):
-    real = ckpt._atomic_write
+    real = ckpt.atomic_write
 
     def full(path, write):
         if path.name == f"step-00000003{target}":
@@ -220,10 +220,10 @@ def test_a_full_disk_during_a_save_loses_nothing(tmp_path, straight, monkeypatch
             return real(path, partial)
         return real(path, write)
 
-    monkeypatch.setattr(ckpt, "_atomic_write", full)
+    monkeypatch.setattr(ckpt, "atomic_write", full)
     assert train(tmp_path, steps=4, every=1) == 4
     assert "No space left on device" in capsys.readouterr().err
-    monkeypatch.setattr(ckpt, "_atomic_write", real)
+    monkeypatch.setattr(ckpt, "atomic_write", real)
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
     assert train(tmp_path, "--resume", steps=6, every=1) == 0
     assert same(tensors_at(tmp_path, 6), tensors_at(straight, 6))
@@ -252,14 +252,14 @@ KILLER = textwrap.dedent("""
             return real(tensors, path)
         checkpoint.save_file = save_file
     elif point in ("before-json", "json-write"):
-        real = checkpoint._atomic_write
+        real = checkpoint.atomic_write
         def atomic(path, write):
             if at_step_4(path) and path.suffix == ".json":
                 if point == "json-write":
                     path.with_name("." + path.name + ".tmp").write_text('{"half')
                 die()
             return real(path, write)
-        checkpoint._atomic_write = atomic
+        checkpoint.atomic_write = atomic
     elif point == "pruning":  # the old JSON removed, its tensor file not yet
         real = Path.unlink
         def unlink(self, missing_ok=False):

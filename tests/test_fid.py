@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from fewshot_th import fid as fid_module
-from fewshot_th.fid import FIDInception, FIDWeightsMissing, fid, load_fid_inception
+from fewshot_th.fid import (
+    FIDInception,
+    FIDWeightsMissing,
+    frechet_inception_distance,
+    load_fid_inception,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,8 @@ def test_fid_is_zero_for_the_same_images_and_grows_with_a_shift(weights_file):
     network = load_fid_inception(weights_file[0])
     torch.manual_seed(1)
     images = torch.rand(6, 3, 32, 32) * 0.5
-    same = fid(network, images, images)
-    shifted = fid(network, images, (images + 0.4).clamp(0, 1))
+    same = frechet_inception_distance(network, images, images)
+    shifted = frechet_inception_distance(network, images, (images + 0.4).clamp(0, 1))
     assert abs(same) < 1e-3 * max(1.0, shifted) and shifted > same + 1e-3
 
 

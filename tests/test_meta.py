@@ -3,8 +3,8 @@ import torch
 
 from fewshot_th.config import tiny
 from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches
-from fewshot_th.meta import fit_reconstruction
 from fewshot_th.nn import Embedder, Generator
+from fewshot_th.warmup import fit_reconstruction
 
 
 @pytest.fixture(scope="module")

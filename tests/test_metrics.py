@@ -4,10 +4,9 @@ import torch
 from skimage.data import astronaut
 from skimage.metrics import structural_similarity
 
+from fewshot_th.fid import feature_statistics, frechet_distance
 from fewshot_th.metrics import (
     attribute_recall,
-    feature_statistics,
-    frechet_distance,
     identity_retrieval,
     l1,
     person_l1,

@@ -7,7 +7,8 @@ from fewshot_th.config import cpu, tiny, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.evaluation import evaluate_feed_forward
 from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import TalkingHeadModel, Trainer
+from fewshot_th.meta import TalkingHeadModel
+from fewshot_th.trainer import Trainer
 
 
 def test_export_and_load_pretrained_round_trip(tmp_path, monkeypatch):

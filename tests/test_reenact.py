@@ -1,4 +1,5 @@
-"""Puppeteering: landmark adaptation, exact ground truth, real-image crops, video I/O, CLI."""
+"""Puppeteering: exact ground truth, real-image crops, video I/O, CLI (landmark adaptation:
+test_adaptation.py)."""
 
 import numpy as np
 import pytest
@@ -8,16 +9,12 @@ from fewshot_th.config import tiny
 from fewshot_th.data import Pose, SynthHeads
 from fewshot_th.meta import TalkingHeadModel
 from fewshot_th.reenact import (
-    adapt_landmarks,
     crop_faces,
     cross_episode,
     face_box,
     landmark_error,
-    mouth_opening,
-    neutral_shape,
     read_frames,
     reenactment_grid,
-    similarity_transform,
     write_video,
 )
 
@@ -26,58 +23,6 @@ from fewshot_th.reenact import (
 def heads():
     return SynthHeads("test", num_identities=12, num_videos_per_identity=2, frames_per_video=40,
                       size=64, seed=0)
-
-
-def test_similarity_transform_recovers_a_known_one():
-    rng = np.random.default_rng(0)
-    points = rng.normal(size=(68, 2)) * 10
-    angle = -0.3
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    moved = 0.8 * points @ rotation.T + [3.0, 4.0]
-    scale, found, shift = similarity_transform(points, moved)
-    assert scale == pytest.approx(0.8) and np.allclose(found, rotation)
-    assert np.allclose(shift, [3.0, 4.0])
-    mirrored = points * [-1, 1]  # a mirror image is not a rotation: the fit stays a rotation
-    assert np.linalg.det(similarity_transform(points, mirrored)[1]) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="one point"):
-        similarity_transform(np.zeros((68, 2)), moved)
-    with pytest.raises(ValueError, match="68"):
-        similarity_transform(points[:10], moved[:10])
-
-
-def test_mouth_opening_and_neutral_shape_ignore_pose_and_speech(heads):
-    pose = heads.pose(0)
-    _, points = heads.render(0, pose, return_landmarks=True)
-    opening = mouth_opening(points)
-    assert np.corrcoef(opening, pose.mouth)[0, 1] > 0.9
-    calm = Pose(yaw=np.zeros(4), mouth=np.zeros(4))
-    _, rest = heads.render(0, calm, return_landmarks=True)
-    shape = neutral_shape(points)
-    reference = neutral_shape(rest)  # the same person, still and silent
-    s, r, t = similarity_transform(shape, reference)
-    fitted = s * shape @ r.T + t
-    assert np.linalg.norm(fitted - reference, axis=-1).mean() < 0.5
-    with pytest.raises(ValueError, match="rest"):
-        neutral_shape(points, rest=0)
-
-
-def test_adapting_a_track_to_its_own_person_changes_nothing_much(heads):
-    _, points = heads.get_frames(0, np.arange(40))
-    same = adapt_landmarks(points, points, points)
-    assert landmark_error(same, points).mean() < 0.05
-
-
-def test_adaptation_brings_the_driver_closer_to_the_person_on_most_pairs(heads):
-    raw, adapted = [], []
-    for a in range(10):
-        episode = cross_episode(heads, a, (a + 5) % 12, k=8)
-        track = adapt_landmarks(episode["driver_points"], episode["driver_points"],
-                                episode["source_points"])
-        raw.append(landmark_error(episode["driver_points"], episode["truth_points"]).mean())
-        adapted.append(landmark_error(track, episode["truth_points"]).mean())
-    raw, adapted = np.array(raw), np.array(adapted)
-    assert adapted.mean() < 0.9 * raw.mean()
-    assert (adapted < raw).sum() >= 7
 
 
 def test_cross_episode_renders_the_person_in_the_drivers_exact_pose(heads):
@@ -147,6 +92,12 @@ def test_reenact_command_writes_a_video_and_refuses_bad_input(tmp_path, capsys):
     assert code == 0 and out.exists()
     frames = read_frames(out)
     assert len(frames) == 6 and frames[0].shape == (64, 192, 3)
+    assert main(["reenact", "--source-person", "1", "--driver-person", "4", "--adapt",
+                 "procrustes", "--frames", "3", "--k", "1", "--out", str(out)]) == 0
+    assert "procrustes-adapted landmarks" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["reenact", "--source-person", "1", "--driver-person", "4", "--adapt", "3d",
+              "--out", str(out)])
     with pytest.raises(SystemExit):
         main(["reenact", "--source-person", "1", "--driver-person", "4", "--out", "a.avi"])
     blank = tmp_path / "blank.mp4"

@@ -1,7 +1,9 @@
+import importlib.util
 import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +12,8 @@ from fewshot_th import checkpoint as ckpt
 from fewshot_th.config import tiny, training
 from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches
 from fewshot_th.losses import ContentLoss
-from fewshot_th.meta import TalkingHeadModel, Trainer, TrainingDiverged, meta_step
+from fewshot_th.meta import TalkingHeadModel, TrainingDiverged, meta_step
+from fewshot_th.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +137,23 @@ def test_resume_continues_exactly(videos, tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
 
 
+def _bench_module(name: str):
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path):
+    parts_tool = _bench_module("checkpoint_parts")  # bench/: a limit of the GPU set-up only
     trainer = _trainer(videos, tmp_path / "a")
     trainer.run(2, progress=False)
     original = trainer.save()
-    parts = ckpt.pack_checkpoint(original, tmp_path / "parts", max_mib=12)
+    parts = parts_tool.pack_checkpoint(original, tmp_path / "parts", max_mib=12)
     assert len(parts) > 1
     assert all(p.stat().st_size <= 12 * 2**20 for p in parts)
-    joined = ckpt.unpack_checkpoint(tmp_path / "parts", tmp_path / "b")
+    joined = parts_tool.unpack_checkpoint(tmp_path / "parts", tmp_path / "b")
     (a, meta_a), (b, meta_b) = ckpt.load_checkpoint(original), ckpt.load_checkpoint(joined)
     assert meta_a == meta_b and a.keys() == b.keys()
     for name in a:
@@ -155,9 +167,9 @@ def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path
     resumed.run(3, progress=False)
     assert resumed.step == 3
     with pytest.raises(FileNotFoundError, match="no packed checkpoint"):
-        ckpt.unpack_checkpoint(tmp_path / "a", tmp_path / "c")
+        parts_tool.unpack_checkpoint(tmp_path / "a", tmp_path / "c")
     with pytest.raises(ValueError, match="max_mib"):
-        ckpt.pack_checkpoint(original, tmp_path / "tiny", max_mib=1)
+        parts_tool.pack_checkpoint(original, tmp_path / "tiny", max_mib=1)
 
 
 def test_checkpoints_keep_the_last_n_and_a_failed_save_keeps_the_last_good(
@@ -225,39 +237,36 @@ def test_trainer_rejects_a_discriminator_of_the_wrong_size(videos, tmp_path):
         Trainer(model, videos, training("tiny"), ContentLoss({"pixel": 1.0}), tmp_path)
 
 
-def test_command_line_trains_and_resumes(tmp_path):
-    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
-               str(tmp_path), "--identities", "2", "--frames", "4", "--sample-every", "1"]
-    first = subprocess.run(command + ["--steps", "1"], capture_output=True, text=True)
+def test_command_line_trains_and_resumes(tmp_path, cli):
+    command = ["train", "--profile", "tiny", "--out", str(tmp_path), "--identities", "2",
+               "--frames", "4", "--sample-every", "1"]
+    first = cli(command + ["--steps", "1"])
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(command + ["--steps", "2", "--resume"], capture_output=True,
-                            text=True)
+    second = cli(command + ["--steps", "2", "--resume"])
     assert second.returncode == 0, second.stderr
     assert "resumed" in second.stdout and ckpt.latest_checkpoint(tmp_path).name.endswith("2.json")
     assert (tmp_path / "samples" / "step-00000002.png").exists()
 
 
-def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_with(tmp_path):
-    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
-               str(tmp_path), "--identities", "2", "--frames", "4", "--sample-every", "0"]
+def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_with(tmp_path,
+                                                                                    cli):
+    command = ["train", "--profile", "tiny", "--out", str(tmp_path), "--identities", "2",
+               "--frames", "4", "--sample-every", "0"]
     # the recipe of the models made before both discriminator fixes became the defaults
     changed = ["--set", "w_losses=dsc+mch+adv", "--model", "zero_bias_init=False"]
-    first = subprocess.run(command + ["--steps", "1"] + changed, capture_output=True, text=True)
+    first = cli(command + ["--steps", "1"] + changed)
     assert first.returncode == 0, first.stderr
     meta = json.loads(ckpt.latest_checkpoint(tmp_path).read_text())
     assert meta["model_config"]["zero_bias_init"] is False
     assert meta["train_config"]["w_losses"] == "dsc+mch+adv"
     # resuming with another recipe is allowed, and said; with another model it is refused
-    other_recipe = subprocess.run(command + ["--steps", "2", "--resume"] + changed[2:],
-                                  capture_output=True, text=True)
+    other_recipe = cli(command + ["--steps", "2", "--resume"] + changed[2:])
     assert other_recipe.returncode == 0, other_recipe.stderr
     assert "another recipe" in other_recipe.stderr and "w_losses" in other_recipe.stderr
-    other_model = subprocess.run(command + ["--steps", "3", "--resume"], capture_output=True,
-                                 text=True)
+    other_model = cli(command + ["--steps", "3", "--resume"])
     assert other_model.returncode == 2 and "zero_bias_init: False -> True" in other_model.stderr
     assert "Traceback" not in other_model.stderr
-    bad = subprocess.run(command + ["--steps", "1", "--set", "lr_egg=1e-3"],
-                         capture_output=True, text=True)
+    bad = cli(command + ["--steps", "1", "--set", "lr_egg=1e-3"])
     assert bad.returncode == 2 and "no field 'lr_egg'" in bad.stderr
 
 
@@ -276,24 +285,26 @@ def test_with_assignments_reads_command_line_values_and_refuses_bad_ones():
             with_assignments(training("cpu"), pairs)
 
 
-def test_run_stops_at_a_time_limit_and_the_command_line_saves_there(videos, tmp_path):
+def test_run_stops_at_a_time_limit_and_the_command_line_saves_there(videos, tmp_path, cli):
     trainer = _trainer(videos, tmp_path / "a")
     trainer.run(10 ** 6, progress=False, max_seconds=1.0)
     assert 1 <= trainer.step < 10 ** 6
     with pytest.raises(ValueError, match="max_seconds"):
         trainer.run(10, max_seconds=0)
-    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--out",
-               str(tmp_path / "b"), "--identities", "2", "--frames", "4", "--steps", "100000",
-               "--minutes", "0.02", "--checkpoint-every", "0"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    command = ["train", "--profile", "tiny", "--out", str(tmp_path / "b"), "--identities", "2",
+               "--frames", "4", "--steps", "100000", "--minutes", "0.02", "--checkpoint-every",
+               "0"]
+    result = cli(command)
     assert result.returncode == 0, result.stderr
     saved = ckpt.latest_checkpoint(tmp_path / "b")
     assert saved is not None and 0 < int(saved.stem.split("-")[1]) < 100000
-    bad = subprocess.run(command[:-4] + ["--minutes", "0"], capture_output=True, text=True)
+    bad = cli(command[:-4] + ["--minutes", "0"])
     assert bad.returncode == 2 and "--minutes" in bad.stderr
 
 
-def test_command_line_refuses_vgg_content_without_weights(tmp_path, monkeypatch):
+def test_the_installed_command_runs_as_a_process_and_refuses_vgg_content_without_weights(
+        tmp_path):
+    # The one test that starts ``python -m fewshot_th`` itself (the others call cli.main).
     env = {"FEWSHOT_TH_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch"), "PATH": "/usr/bin"}
     result = subprocess.run([sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny",
                              "--out", str(tmp_path / "run"), "--steps", "1", "--content",
@@ -392,18 +403,28 @@ def test_a_warm_start_copies_e_and_g_leaves_d_afresh_and_is_recorded(videos, tmp
         _trainer(videos, tmp_path / "b").start_from(other, "a smaller model")
 
 
-def test_command_line_warm_start_from_a_checkpoint_and_a_clear_error_for_a_bad_one(tmp_path):
-    command = [sys.executable, "-m", "fewshot_th", "train", "--profile", "tiny", "--identities",
-               "2", "--frames", "4", "--sample-every", "0", "--steps", "1"]
-    first = subprocess.run(command + ["--out", str(tmp_path / "a")], capture_output=True,
-                           text=True)
+def test_command_line_warm_start_from_a_checkpoint_and_a_clear_error_for_a_bad_one(tmp_path,
+                                                                                   cli):
+    command = ["train", "--profile", "tiny", "--identities", "2", "--frames", "4",
+               "--sample-every", "0", "--steps", "1"]
+    first = cli(command + ["--out", str(tmp_path / "a")])
     assert first.returncode == 0, first.stderr
     source = ckpt.latest_checkpoint(tmp_path / "a")
-    warm = subprocess.run(command + ["--out", str(tmp_path / "b"), "--start-from", str(source)],
-                          capture_output=True, text=True)
+    warm = cli(command + ["--out", str(tmp_path / "b"), "--start-from", str(source)])
     assert warm.returncode == 0, warm.stderr
     meta = json.loads(ckpt.latest_checkpoint(tmp_path / "b").read_text())
     assert meta["started_from"] == str(source)
-    bad = subprocess.run(command + ["--out", str(tmp_path / "c"), "--start-from",
-                                    "synthheads-cpu"], capture_output=True, text=True)
+    bad = cli(command + ["--out", str(tmp_path / "c"), "--start-from", "synthheads-cpu"])
     assert bad.returncode == 2 and "other sizes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_generate_draws_the_watched_targets_and_keeps_the_mode(videos, tmp_path):
+    trainer = _trainer(videos, tmp_path)
+    batch = next(episode_batches(EpisodeDataset(videos, 2, seed=1), 3, seed=1))
+    trainer.model.train()
+    frames = trainer.generate(batch, count=2)
+    assert frames.shape == (2, 3, 32, 32) and frames.dtype == torch.float32
+    assert trainer.model.training and trainer.model.generator.training
+    trainer.model.eval()
+    assert torch.equal(trainer.generate(batch, count=2), frames)  # eval mode: deterministic
+    assert not trainer.model.training

@@ -7,13 +7,18 @@ import torch
 matplotlib.use("Agg")
 
 from fewshot_th.data import SynthHeads  # noqa: E402
-from fewshot_th.plot import animate, overlay, show_images, to_numpy_image  # noqa: E402
+from fewshot_th.plot import (  # noqa: E402
+    animate,
+    overlay,
+    show_few_shot,
+    show_frame,
+    show_images,
+    to_numpy_image,
+)
 from fewshot_th.widgets import (  # noqa: E402
     UserStudy,
     episode_viewer,
     few_shot_explorer,
-    show_few_shot,
-    show_frame,
     synthheads_viewer,
 )
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..checks import is_int, is_integer
 from ..config import as_device
 from ..landmarks import draw_landmarks
 
@@ -36,7 +37,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, videos: Sequence, k: int, seed: int = 0, thickness: float | None = None):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        if not is_integer(k):
             raise ValueError(f"k must be an integer, got {k!r}")
         if len(videos) == 0:
             raise ValueError("videos is empty: an episode needs at least one video")
@@ -107,7 +108,7 @@ def episode_batches(episodes: EpisodeDataset, batch_size: int, *, seed: int = 0,
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
     total = batch_size * world_size if isinstance(batch_size, int) else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
+    if not is_int(batch_size) or \
             not 1 <= total <= len(episodes):
         raise ValueError(f"batch_size must be between 1 and the number of videos "
                          f"({len(episodes)}) divided by the number of processes "

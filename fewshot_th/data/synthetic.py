@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
+from ..checks import is_integer
 from . import raster
 from .face3d import HAIR_STYLES, face_landmarks_3d, head_geometry_3d, identity_attributes, rotation
 
@@ -170,16 +171,33 @@ _SHADED = np.array([s[4] for s in _SHAPES])
 _MAX_POINTS = int(_COUNTS.max())
 
 
-def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames ``(N, 3, size, size)`` and landmarks ``(N, 68, 2)`` for per-frame attributes/poses."""
-    n = p["yaw"].shape[0]
+_CENTRE = (0.5, 0.45)  # where a head with no shift has its origin, in frame widths
+
+
+def frame_centre(size: int) -> np.ndarray:
+    """Where a head with no shift (``tx = ty = 0``) has its origin: pixel ``(x, y)``; one
+    head unit is ``0.34 * size * scale`` pixels."""
+    return size * np.array(_CENTRE)
+
+
+def _camera(p: dict, size: int):
+    """The weak-perspective camera of every frame: ``project((N, M, 3) head points)`` gives
+    ``(N, M, 2)`` pixels; ``rot`` ``(N, 3, 3)`` is the head's rotation and ``scale``
+    ``(N, 1, 1)`` pixels per head unit."""
     rot = rotation(p["yaw"], p["pitch"], p["roll"])
     scale = (size * 0.34 * p["scale"])[:, None, None]
-    centre = (size * np.stack([0.5 + p["tx"], 0.45 + p["ty"]], -1))[:, None]
+    centre = (size * np.stack([_CENTRE[0] + p["tx"], _CENTRE[1] + p["ty"]], -1))[:, None]
 
     def project(points3d):
         return (centre + scale * (points3d @ rot.transpose(0, 2, 1))[..., :2]).astype(np.float32)
 
+    return project, rot, scale
+
+
+def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``(N, 3, size, size)`` and landmarks ``(N, 68, 2)`` for per-frame attributes/poses."""
+    n = p["yaw"].shape[0]
+    project, rot, scale = _camera(p, size)
     lm3 = face_landmarks_3d(a, p)
     geo = head_geometry_3d(a, p, lm3)
     lm = project(lm3)
@@ -272,7 +290,7 @@ def _draw(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_integer(value) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
@@ -321,7 +339,7 @@ class SynthHeads(torch.utils.data.Dataset):
                 f"size={self.size}, seed={self.seed})")
 
     def _video(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        if not is_integer(index):
             raise TypeError(f"video index must be an integer, got {index!r}")
         if not -len(self) <= index < len(self):
             raise IndexError(f"video index {index} out of range for {len(self)} videos")
@@ -337,7 +355,7 @@ class SynthHeads(torch.utils.data.Dataset):
         return {k: v[identity].copy() for k, v in self._attributes.items()}
 
     def _identity(self, identity) -> int:
-        if isinstance(identity, bool) or not isinstance(identity, (int, np.integer)) \
+        if not is_integer(identity) \
                 or not 0 <= identity < self.num_identities:
             raise ValueError(f"identity must be an integer in [0, {self.num_identities}), "
                              f"got {identity!r}")
@@ -414,7 +432,15 @@ class SynthHeads(torch.utils.data.Dataset):
         return self.render(identity, pose, attributes={name: theirs[name]
                                                        for name in _COLOUR_FIELDS[attribute]})
 
-    def _render(self, identity, pose, return_landmarks: bool, overrides: dict):
+    def landmarks(self, identity: int, pose: Pose) -> torch.Tensor:
+        """Only the 68 landmarks of ``identity`` in ``pose``, without drawing the frames (many
+        times faster than ``render``): ``(N, 68, 2)``, or ``(68, 2)`` for a pose of scalars."""
+        single, p, a = self._frame_inputs(identity, pose, {})
+        project, _, _ = _camera(p, self.size)
+        points = torch.from_numpy(project(face_landmarks_3d(a, p)))
+        return points[0] if single else points
+
+    def _frame_inputs(self, identity, pose, overrides: dict):
         if not isinstance(pose, Pose):
             raise TypeError(f"pose must be a Pose, got {type(pose).__name__}")
         identity = self._identity(identity)
@@ -423,6 +449,10 @@ class SynthHeads(torch.utils.data.Dataset):
         n = p["yaw"].shape[0]
         a = {k: np.repeat(np.asarray(overrides.get(k, v[identity]), np.float32)[None], n, 0)
              for k, v in self._attributes.items()}
+        return single, p, a
+
+    def _render(self, identity, pose, return_landmarks: bool, overrides: dict):
+        single, p, a = self._frame_inputs(identity, pose, overrides)
         frames, landmarks = _draw(a, p, self.size)
         frames, landmarks = torch.from_numpy(frames), torch.from_numpy(landmarks)
         if single:

@@ -12,15 +12,18 @@ is replaced by one person-specific w', initialised to w0 + ê_new: ``forward(...
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import is_int
 from ..config import ModelConfig
 from .blocks import ResBlock, zero_spectral_norm_biases
 from .embedder import DownTrunk, check_pair
 
-__all__ = ["ProjectionDiscriminator"]
+__all__ = ["ProjectionDiscriminator", "real_and_fake"]
 
 
 class ProjectionDiscriminator(nn.Module):
@@ -32,7 +35,7 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, config: ModelConfig, num_videos: int):
         super().__init__()
-        if isinstance(num_videos, bool) or not isinstance(num_videos, int) or num_videos < 1:
+        if not is_int(num_videos) or num_videos < 1:
             raise ValueError(f"num_videos must be a positive integer, got {num_videos!r}")
         self.config = config
         self.trunk = DownTrunk(config, in_channels=6)
@@ -74,22 +77,50 @@ class ProjectionDiscriminator(nn.Module):
         ``video_index``: ``(B,)`` integer tensor; ``w``: ``(D,)`` or ``(B, D)``.
         Returns ``(score (B,), features list)``.
         """
+        v, maps = self.features(image, landmarks)  # v = V(x, y; θ)
+        projection = self.projection(len(v), video_index, w)  # W_i + w0, or w'
+        return (v * projection).sum(dim=1) + self.b, maps
+
+    def for_one_person(self) -> ProjectionDiscriminator:
+        """A copy to fine-tune for one new person (Sec. 3.3): the trunk, w0 and b exactly as
+        they are, and a one-row stand-in for W, which fine-tuning never uses (w' takes its
+        place), so that W's row per training video is not copied."""
+        stand_ins = {id(self.W): nn.Parameter(self.W[:1].detach().clone()),
+                     id(self.W_initialised): self.W_initialised[:1].clone()}
+        return copy.deepcopy(self, memo=stand_ins)
+
+    def projection(self, batch: int, video_index: torch.Tensor | None = None,
+                   w: torch.Tensor | None = None) -> torch.Tensor:
+        """What v is projected on: ``W[video_index] + w0`` ``(B, D)`` in meta-learning, or the
+        fine-tuned ``w`` itself; exactly one of the two, checked against ``batch`` frames."""
         if (video_index is None) == (w is None):
             raise ValueError("give exactly one of video_index (meta-learning) or w (fine-tuning)")
-        v, maps = self.features(image, landmarks)
-        if w is None:
-            video_index = torch.as_tensor(video_index, device=v.device)
-            if video_index.shape != (v.shape[0],) or video_index.dtype not in (
-                    torch.int32, torch.int64):
-                raise ValueError(f"video_index must be {v.shape[0]} integers, "
-                                 f"got {tuple(video_index.shape)} {video_index.dtype}")
-            if video_index.min() < 0 or video_index.max() >= self.num_videos:
-                low, high = int(video_index.min()), int(video_index.max())
-                raise ValueError(f"video_index must be in [0, {self.num_videos}), got "
-                                 f"values from {low} to {high}")
-            w = self.W[video_index] + self.w0
-        elif w.shape not in ((v.shape[1],), (v.shape[0], v.shape[1])):
-            raise ValueError(f"w must have shape ({v.shape[1]},) or ({v.shape[0]}, {v.shape[1]}), "
-                             f"got {tuple(w.shape)}")
-        score = (v * w).sum(dim=1) + self.b
-        return score, maps
+        size = self.W.shape[1]
+        if w is not None:
+            if w.shape not in ((size,), (batch, size)):
+                raise ValueError(f"w must have shape ({size},) or ({batch}, {size}), "
+                                 f"got {tuple(w.shape)}")
+            return w
+        video_index = torch.as_tensor(video_index, device=self.W.device)
+        if video_index.shape != (batch,) or video_index.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"video_index must be {batch} integers, "
+                             f"got {tuple(video_index.shape)} {video_index.dtype}")
+        if batch and (video_index.min() < 0 or video_index.max() >= self.num_videos):
+            low, high = int(video_index.min()), int(video_index.max())
+            raise ValueError(f"video_index must be in [0, {self.num_videos}), got "
+                             f"values from {low} to {high}")
+        return self.W[video_index] + self.w0
+
+
+
+def real_and_fake(D, real: torch.Tensor, fake: torch.Tensor, landmarks: torch.Tensor,
+                  video_index: torch.Tensor | None = None, *, w: torch.Tensor | None = None):
+    """One pass of ``D`` over real and generated frames of the same landmarks together:
+    ``(real scores, fake scores, real features, fake features)``, with the videos' columns
+    ``video_index`` (meta-learning) or one vector ``w`` (fine-tuning). ``D`` is a
+    ``ProjectionDiscriminator`` or the same wrapped for several processes (its ``forward`` is
+    what runs, so that the wrapper sees the pass)."""
+    b = real.shape[0]
+    both = None if video_index is None else torch.cat([video_index, video_index])
+    score, maps = D(torch.cat([real, fake]), torch.cat([landmarks, landmarks]), both, w=w)
+    return score[:b], score[b:], [m[:b] for m in maps], [m[b:] for m in maps]

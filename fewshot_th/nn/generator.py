@@ -90,6 +90,22 @@ class Generator(nn.Module):
                              f"got {tuple(e_hat.shape)}")
         return self.P(e_hat)
 
+    def adain_parameters(self, batch: int, e_hat: torch.Tensor | None = None,
+                         psi: torch.Tensor | None = None) -> torch.Tensor:
+        """The AdaIN parameters for ``batch`` frames ``(B, num_adain_params)``: ``P ê`` from
+        ``e_hat``, or the given ``psi`` (one row for all frames, or one per frame); exactly
+        one of the two."""
+        if (e_hat is None) == (psi is None):
+            raise ValueError("give exactly one of e_hat (the embedding) or psi (AdaIN parameters)")
+        if psi is None:
+            psi = self.project(e_hat)
+        if psi.ndim == 1:
+            psi = psi.expand(batch, -1)
+        if psi.shape != (batch, self.num_adain_params):
+            raise ValueError(f"psi must have shape ({batch}, {self.num_adain_params}), "
+                             f"got {tuple(psi.shape)}")
+        return psi
+
     def forward(self, landmarks: torch.Tensor, e_hat: torch.Tensor | None = None, *,
                 psi: torch.Tensor | None = None) -> torch.Tensor:
         """x̂ = G(y, ê): give ``e_hat`` (meta-learning, feed-forward) or ``psi`` (fine-tuning).
@@ -101,15 +117,7 @@ class Generator(nn.Module):
         if landmarks.ndim != 4 or landmarks.shape[1:] != (3, size, size):
             raise ValueError(f"landmarks must have shape (B, 3, {size}, {size}), "
                              f"got {tuple(landmarks.shape)}")
-        if (e_hat is None) == (psi is None):
-            raise ValueError("give exactly one of e_hat (the embedding) or psi (AdaIN parameters)")
-        if psi is None:
-            psi = self.project(e_hat)
-        if psi.ndim == 1:
-            psi = psi.expand(landmarks.shape[0], -1)
-        if psi.shape != (landmarks.shape[0], self.num_adain_params):
-            raise ValueError(f"psi must have shape ({landmarks.shape[0]}, "
-                             f"{self.num_adain_params}), got {tuple(psi.shape)}")
+        psi = self.adain_parameters(len(landmarks), e_hat, psi)  # ψ̂ = P ê (Eq. 2), or ψ'
         chunks = iter(psi.split(self._adain_sizes, dim=1))
         first = self.down[0][0] if isinstance(self.down[0], nn.Sequential) else self.down[0]
         x = in_format_of(landmarks, first.conv1)

@@ -1,0 +1,29 @@
+"""Fixtures the test files share."""
+
+import warnings
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(args)`` runs ``fewshot-th ARGS`` in this process (``fewshot_th.cli.main``), like
+    the command would: ``returncode`` (2 for what argparse refuses), ``stdout`` and ``stderr``
+    (warnings included, as the command prints them). One test still starts the real command
+    as a process (``test_training.py::test_the_installed_command_runs_as_a_process_and_...``)."""
+    from fewshot_th.cli import main
+
+    def run(args):
+        capsys.readouterr()  # start from empty output
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+        out = capsys.readouterr()
+        stderr = out.err + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=stderr)
+
+    return run
