@@ -108,13 +108,7 @@ def neutral_shape(points, rest: float = 0.25, iterations: int = 3) -> np.ndarray
         raise ValueError(f"rest must be in (0, 1], got {rest!r}")
     at_rest = mouth_opening(frames) + head_turn(frames)
     calm = np.argsort(at_rest, kind="stable")[:max(1, round(rest * len(frames)))]
-    frames = frames[np.sort(calm)]
-    mean = frames[0] - frames[0].mean(0)
-    for _ in range(iterations):
-        aligned = [_apply(f, *similarity_transform(f, mean)) for f in frames]
-        mean = np.mean(aligned, axis=0)
-        mean -= mean.mean(0)
-    return mean
+    return _procrustes_mean(frames[np.sort(calm)], iterations, unit_size=False)
 
 
 def procrustes_adaptation(track, driver_reference, target_reference) -> np.ndarray:
@@ -215,8 +209,8 @@ class LandmarkModel:
         # Least squares of offset_k ≈ identity @ d + motion @ f_k with one d for all frames and
         # an f_k per frame: project the motion directions out of both sides.
         q = np.linalg.qr(self.motion)[0]
-        keep = lambda x: x - q @ (q.T @ x)  # noqa: E731
-        return np.linalg.lstsq(keep(self.identity), keep(offsets), rcond=None)[0]
+        identity, offsets = self.identity - q @ (q.T @ self.identity), offsets - q @ (q.T @ offsets)
+        return np.linalg.lstsq(identity, offsets, rcond=None)[0]
 
     def neutral(self, points) -> np.ndarray:
         """A person's frontal face at rest, ``(68, 2)`` in head units, from their frames."""
@@ -237,12 +231,15 @@ class LandmarkModel:
         return adapted
 
 
-def _procrustes_mean(frames: np.ndarray, iterations: int = 3) -> np.ndarray:
+def _procrustes_mean(frames: np.ndarray, iterations: int = 3,
+                     unit_size: bool = True) -> np.ndarray:
+    """The Procrustes mean of ``(T, 68, 2)`` frames, centred at 0: in the scale of the first
+    frame, or of size 1 with ``unit_size``."""
     mean = frames[0] - frames[0].mean(0)
     for _ in range(iterations):
         mean = _align(frames, mean).mean(0)
         mean -= mean.mean(0)
-    return mean / np.sqrt((mean ** 2).sum())
+    return mean / np.sqrt((mean ** 2).sum()) if unit_size else mean
 
 
 def _align(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .data import COUNTERFACTUALS, SynthHeads, distant_poses
 from .fid import feature_statistics, frechet_distance, frechet_inception_distance
 from .finetune import few_shot, train_config_of
 from .identity import csim, load_identity_net
-from .landmarks import draw_landmarks
+from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import content_loss_from
 from .metrics import (
     attribute_recall,
@@ -256,8 +256,8 @@ def copying_baselines(sources: torch.Tensor, source_points: torch.Tensor,
     sources": the mean source frame for every target, "nearest-landmark source": the source
     whose landmarks are closest to each target's}, (T,) the mean distance in pixels from each
     target's landmarks to that nearest source's)``."""
-    if sources.ndim != 4 or source_points.shape != (len(sources), 68, 2) or \
-            target_points.ndim != 3 or target_points.shape[1:] != (68, 2):
+    if sources.ndim != 4 or source_points.shape != (len(sources), NUM_LANDMARKS, 2) or \
+            target_points.ndim != 3 or target_points.shape[1:] != (NUM_LANDMARKS, 2):
         raise ValueError(f"need sources (K, 3, H, W), their landmarks (K, 68, 2) and targets' "
                          f"landmarks (T, 68, 2), got {tuple(sources.shape)}, "
                          f"{tuple(source_points.shape)} and {tuple(target_points.shape)}")

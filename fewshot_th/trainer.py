@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from .checks import is_int
 from .config import ModelConfig, TrainConfig, as_device
 from .data.episodes import EpisodeDataset, episode_batches, to_device
 from .distributed import DistributedNetworks
@@ -247,6 +248,9 @@ class Trainer:
         """The frames G draws now for the targets of the first ``count`` episodes of
         ``batch`` (feed-forward, in eval mode, as training computes them; the mode is
         restored): ``(count, 3, H, W)`` in float32."""
+        if not is_int(count) or not 1 <= count <= len(batch["target_landmarks"]):
+            raise ValueError(f"count must be an integer from 1 to the batch's "
+                             f"{len(batch['target_landmarks'])} episodes, got {count!r}")
         was_training = self.model.training
         self.model.eval()
         try:

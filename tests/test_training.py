@@ -428,3 +428,5 @@ def test_generate_draws_the_watched_targets_and_keeps_the_mode(videos, tmp_path)
     trainer.model.eval()
     assert torch.equal(trainer.generate(batch, count=2), frames)  # eval mode: deterministic
     assert not trainer.model.training
+    with pytest.raises(ValueError, match="count"):
+        trainer.generate(batch, count=4)  # the batch holds 3 episodes
