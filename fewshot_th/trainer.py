@@ -262,11 +262,12 @@ class Trainer:
             self.model.train(was_training)
 
     def _save_samples(self, batch: dict) -> None:
-        fake = self.generate(batch)
+        count = min(4, len(batch["target_landmarks"]))  # a small run's batch may hold fewer
+        fake = self.generate(batch, count)
         folder = self.out / "samples"
         folder.mkdir(parents=True, exist_ok=True)
-        grid = _image_grid([batch["source_frames"][:4, 0], batch["target_landmarks"][:4],
-                            batch["target_frame"][:4], fake])
+        grid = _image_grid([batch["source_frames"][:count, 0], batch["target_landmarks"][:count],
+                            batch["target_frame"][:count], fake])
         iio.imwrite(folder / f"step-{self.step:08d}.png", (grid * 255).round().astype(np.uint8))
 
     def run(self, until_step: int, progress: bool = True,
