@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--device", default="cpu")
     train.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="change a TrainConfig field of the profile, e.g. w_losses=dsc+mch "
+                       help="change a TrainConfig field of the profile, e.g. lr_eg=1e-4 "
                             "(repeatable)")
     train.add_argument("--model", action="append", default=[], metavar="NAME=VALUE",
                        help="change a ModelConfig field of the profile, e.g. zero_bias_init=True "

@@ -23,13 +23,14 @@ from .checks import is_int, is_integer, is_number
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 PROFILES = ("tiny", "cpu", "paper")
-W_LOSSES = ("dsc+mch+adv", "dsc+mch")
+# The spelling of ``adv_trains_w`` in checkpoints written before it existed.
+_OLD_W_LOSSES = {"dsc+mch+adv": True, "dsc+mch": False}
 CONTENT_TERMS = ("vgg19", "vggface", "synthface", "pixel")  # as fewshot_th.losses names them
 
 
 def with_assignments(config, pairs: list[str]):
     """``config`` (a ``ModelConfig`` or ``TrainConfig``) with ``NAME=VALUE`` changes, as the
-    command line gives them: ``lr_eg=5e-4``, ``zero_bias_init=True``, ``w_losses=dsc+mch``
+    command line gives them: ``lr_eg=5e-4``, ``zero_bias_init=True``, ``adv_trains_w=False``
     (a Python literal, or else the text itself). Unknown names and bad values raise one
     ``ValueError`` that says which."""
     kind = type(config).__name__
@@ -38,6 +39,9 @@ def with_assignments(config, pairs: list[str]):
         name, sep, text = pair.partition("=")
         if not sep or not name:
             raise ValueError(f"{kind} changes take NAME=VALUE, got {pair!r}")
+        if name == "w_losses" and isinstance(config, TrainConfig):
+            raise ValueError("w_losses is now adv_trains_w: w_losses=dsc+mch+adv is "
+                             "adv_trains_w=True, w_losses=dsc+mch adv_trains_w=False")
         if name not in config.__dataclass_fields__:
             raise ValueError(f"{kind} has no field {name!r}; its fields: "
                              f"{', '.join(config.__dataclass_fields__)}")
@@ -222,12 +226,12 @@ class TrainConfig:
     # a CPU budget (a random W_i pulled ê to zero through L_MCH within 100 steps):
     init_w_from_e_hat: bool = False  # set W_i := ê_i the first time video i is seen
     mch_warmup_steps: int = 0  # ramp λ_MCH linearly from 0 over these steps
-    # What W, D's matrix of per-video vectors, learns from. "dsc+mch" (the paper: only L_DSC
-    # trains D's parameters, and L_MCH ties W to ê). "dsc+mch+adv" (models made before this
-    # field existed): W was also among the inputs of E's and G's backward pass, so L_ADV's
-    # -D(x̂) reached W and cancelled what L_DSC teaches it about generated frames
-    # (bench/RESULTS.md, "Why feed-forward gains nothing").
-    w_losses: str = "dsc+mch"
+    # Whether L_ADV also trains W, D's matrix of per-video vectors. False is the paper: W
+    # learns from L_DSC (as D's parameters do) and from L_MCH, which ties it to ê. True is how
+    # the models made before this field existed were trained: W was among the inputs of E's
+    # and G's backward pass, so L_ADV's -D(x̂) reached W and cancelled what L_DSC teaches it
+    # about generated frames (bench/RESULTS.md, "Why feed-forward gains nothing").
+    adv_trains_w: bool = False
     # Not in the paper: for the first d_warmup_steps steps E and G stay as they are and only
     # D (and W) learn, so that a fresh D catches up with a warm-started G (Trainer.start_from)
     # before G starts to move.
@@ -238,9 +242,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not is_int(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
-        if self.w_losses not in W_LOSSES:
-            raise ValueError(f"TrainConfig.w_losses must be one of {W_LOSSES}, "
-                             f"got {self.w_losses!r}")
+        if not isinstance(self.adv_trains_w, bool):
+            raise ValueError(f"TrainConfig.adv_trains_w must be True or False, got "
+                             f"{self.adv_trains_w!r}")
         for name in ("k", "batch_size", "d_steps"):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
@@ -275,8 +279,16 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """The inverse of ``as_dict`` after a JSON round trip (lists back to tuples); a field
         that a newer version added takes the value that reproduces the older recipes
-        (``w_losses``: ``"dsc+mch+adv"``), or else its default."""
-        return cls(**{"w_losses": "dsc+mch+adv", **_from_json(cls, values)})
+        (``adv_trains_w``: True), or else its default. Older checkpoints spell
+        ``adv_trains_w`` as ``w_losses``: ``"dsc+mch+adv"`` (True) or ``"dsc+mch"``."""
+        values = dict(values)
+        if "w_losses" in values:
+            old = values.pop("w_losses")
+            if old not in _OLD_W_LOSSES:
+                raise ValueError(f"TrainConfig: w_losses (now adv_trains_w) must be one of "
+                                 f"{tuple(_OLD_W_LOSSES)}, got {old!r}")
+            values.setdefault("adv_trains_w", _OLD_W_LOSSES[old])
+        return cls(**{"adv_trains_w": True, **_from_json(cls, values)})
 
     def with_changes(self, **changes) -> TrainConfig:
         return replace(self, **changes)

@@ -126,7 +126,7 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     2. G draws the target frame from its landmarks and ê: x̂ = G(y_t, ê) (Eq. 2).
     3. D scores the real and the generated frame with the video's column W_i (Eq. 3).
     4. E and G step on L_CNT + L_ADV + L_MCH; W learns from L_MCH too (and from L_ADV,
-       unless ``train.w_losses`` is ``"dsc+mch"``).
+       if ``train.adv_trains_w``: not the paper).
     5. D steps on the hinge loss L_DSC, ``train.d_steps`` times.
 
     ``step`` (the number of steps done before this one) drives the ramp of λ_MCH, and the
@@ -154,7 +154,7 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
         ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0
         weight = train.lambda_mch * ramp
-        if train.w_losses == "dsc+mch" or d_only:
+        if not train.adv_trains_w or d_only:
             # L_MCH in two halves of one value: one pulls ê towards W_i (for E), the other
             # W_i towards ê (for W), so that W stays out of E's and G's backward pass.
             l_mch = match_loss(W[index].detach(), e_hat, weight)
@@ -169,11 +169,11 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
     if bad:
         raise TrainingDiverged(f"loss {', '.join(bad)} is not finite: {losses}")
     # D's pass on x̂ serves both sides: gradients of loss_d go to D only, those of loss_eg
-    # to E and G (and W, with train.w_losses "dsc+mch+adv") only, so nothing runs twice.
+    # to E and G (and W, with train.adv_trains_w) only, so nothing runs twice.
     loss_d.backward(inputs=d_params, retain_graph=not d_only)
     if d_only:
         l_mch_w.backward(inputs=[W])
-    elif train.w_losses == "dsc+mch":
+    elif not train.adv_trains_w:
         loss_eg.backward(inputs=eg_params)
         l_mch_w.backward(inputs=[W])
     else:

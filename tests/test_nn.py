@@ -243,15 +243,20 @@ def test_configs_saved_before_a_field_existed_load_as_they_were_trained():
 
     old = {k: v for k, v in cpu().as_dict().items() if k != "zero_bias_init"}
     assert ModelConfig.from_dict(old) == cpu().with_changes(zero_bias_init=False)
-    old = {k: v for k, v in training("cpu").as_dict().items() if k != "w_losses"}
-    assert TrainConfig.from_dict(old).w_losses == "dsc+mch+adv"
+    old = {k: v for k, v in training("cpu").as_dict().items() if k != "adv_trains_w"}
+    assert TrainConfig.from_dict(old).adv_trains_w is True
+    # checkpoints written before adv_trains_w spelt it as a string
+    for spelling, value in (("dsc+mch+adv", True), ("dsc+mch", False)):
+        assert TrainConfig.from_dict({**old, "w_losses": spelling}).adv_trains_w is value
+    with pytest.raises(ValueError, match="w_losses .now adv_trains_w. must be one of"):
+        TrainConfig.from_dict({**old, "w_losses": "dsc"})
     # today's profiles: both discriminator fixes; the paper trains W with L_DSC and L_MCH only
     assert all(profile(name).zero_bias_init for name in ("tiny", "cpu", "paper"))
-    assert all(training(name).w_losses == "dsc+mch" for name in ("tiny", "cpu", "paper"))
+    assert not any(training(name).adv_trains_w for name in ("tiny", "cpu", "paper"))
     assert ModelConfig.from_dict(cpu().as_dict()) == cpu()
     assert TrainConfig.from_dict(training("cpu").as_dict()) == training("cpu")
-    with pytest.raises(ValueError, match="w_losses must be one of"):
-        training("cpu").with_changes(w_losses="dsc")
+    with pytest.raises(ValueError, match="adv_trains_w must be True or False"):
+        training("cpu").with_changes(adv_trains_w="dsc+mch")
 
 
 def test_spectral_norm_bounds_the_largest_singular_value_of_p():
