@@ -192,63 +192,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reenact_sources(args, size: int):
-    """K source frames and their landmarks, from a SynthHeads person, images or a video."""
-    import numpy as np
-
-    from .data import SynthHeads
-    from .finetune import spread_sources
-    from .reenact import faces_of, read_frames
-
-    if args.source_person is not None:
-        people = max(args.source_person, args.driver_person or 0) + 1
-        heads = SynthHeads("test", num_identities=people, num_videos_per_identity=2,
-                           frames_per_video=64, size=size, seed=0)
-        return spread_sources(heads, args.source_person, args.k)
-    path = args.source_images or args.source_video
-    images = read_frames(path, max_frames=None if args.source_images else 32 * 30)
-    if args.source_video:  # K frames spread over the video
-        images = [images[i] for i in np.linspace(0, len(images) - 1, min(args.k, len(images)))
-                  .round().astype(int)]
-    frames, points, _ = faces_of(images, size, backend=args.detector)
-    return frames[:args.k], points[:args.k]
-
-
-def _reenact_driver(args, size: int):
-    """The driving frames (for the side-by-side view) and their landmarks."""
-    import numpy as np
-
-    from .data import SynthHeads
-    from .reenact import faces_of, read_frames
-
-    if args.driver_person is not None:
-        people = max(args.driver_person, args.source_person or 0) + 1
-        heads = SynthHeads("test", num_identities=people, num_videos_per_identity=2,
-                           frames_per_video=args.frames, size=size, seed=0)
-        # The second video of the source person (self-reenactment from another video), else
-        # the driver's first.
-        video = 2 * args.driver_person + int(args.driver_person == args.source_person)
-        return heads.get_frames(video, np.arange(args.frames))
-    images = read_frames(args.driver_video, max_frames=args.frames)
-    frames, points, _ = faces_of(images, size, backend=args.detector, fixed_box=True)
-    return frames, points
-
-
 def _reenact(args: argparse.Namespace) -> int:
     import torch
 
     from .finetune import few_shot
     from .landmarks import draw_landmarks
     from .pretrained import load_pretrained, load_trained
-    from .reenact import adapt_landmarks, write_video
+    from .reenact import adapt_landmarks, driver_from, sources_from, write_video
 
     try:
         model = load_trained(args.checkpoint) if args.checkpoint else \
             load_pretrained(args.pretrained, device=args.device)
         model.to(args.device)
         size = model.config.image_size
-        sources, source_points = _reenact_sources(args, size)
-        driver_frames, driver_points = _reenact_driver(args, size)
+        sources, source_points = sources_from(
+            size, args.k, person=args.source_person, images=args.source_images,
+            video=args.source_video, detector=args.detector)
+        driver_frames, driver_points = driver_from(
+            size, args.frames, person=args.driver_person, video=args.driver_video,
+            source_person=args.source_person, detector=args.detector)
     except (ValueError, FileNotFoundError) as error:
         print(f"fewshot-th reenact: {error}", file=sys.stderr)
         return 2

@@ -240,6 +240,44 @@ def faces_of(images, size: int, backend: str = "dlib", fixed_box: bool = False):
     return frames, moved, kept
 
 
+def sources_from(size: int, k: int, person: int | None = None, images=None, video=None,
+                 detector: str = "dlib"):
+    """K source frames ``(K, 3, size, size)`` and their landmarks ``(K, 68, 2)`` from one of:
+    a SynthHeads test ``person`` (K frames spread over the first half of their first video),
+    ``images`` (a folder or a list of image files: the first K with a face) or a ``video``
+    (K frames spread over its first 32 seconds at 30 fps), with landmarks from ``detector``."""
+    if (person is None) + (images is None) + (video is None) != 2:
+        raise ValueError("give exactly one of person, images and video")
+    if person is not None:
+        heads = SynthHeads("test", num_identities=person + 1, num_videos_per_identity=2,
+                           frames_per_video=64, size=size, seed=0)
+        return spread_sources(heads, person, k)
+    frames = read_frames(images if video is None else video,
+                         max_frames=None if video is None else 32 * 30)
+    if video is not None:
+        frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(k, len(frames)))
+                  .round().astype(int)]
+    crops, points, _ = faces_of(frames, size, backend=detector)
+    return crops[:k], points[:k]
+
+
+def driver_from(size: int, frames: int, person: int | None = None, video=None,
+                source_person: int | None = None, detector: str = "dlib"):
+    """The first ``frames`` driving frames ``(T, 3, size, size)`` and their landmarks
+    ``(T, 68, 2)``: a SynthHeads test ``person``'s first video (their second when
+    ``person == source_person``: self-reenactment from another video), or a ``video`` file,
+    cropped with one box for the whole clip so that the head moves in the frame."""
+    if (person is None) == (video is None):
+        raise ValueError("give exactly one of person and video")
+    if person is not None:
+        heads = SynthHeads("test", num_identities=person + 1, num_videos_per_identity=2,
+                           frames_per_video=frames, size=size, seed=0)
+        return heads.get_frames(2 * person + int(person == source_person), np.arange(frames))
+    crops, points, _ = faces_of(read_frames(video, max_frames=frames), size, backend=detector,
+                                fixed_box=True)
+    return crops, points
+
+
 # ---------------------------------------------------------------- measuring identity leakage
 
 def _personal_models(model, k: int, ft_steps: int | None):

@@ -7,14 +7,17 @@ import torch
 
 from fewshot_th.config import tiny
 from fewshot_th.data import Pose, SynthHeads
+from fewshot_th.finetune import spread_sources
 from fewshot_th.meta import TalkingHeadModel
 from fewshot_th.reenact import (
     crop_faces,
     cross_episode,
+    driver_from,
     face_box,
     landmark_error,
     read_frames,
     reenactment_grid,
+    sources_from,
     write_video,
 )
 
@@ -116,3 +119,18 @@ def test_crop_faces_refuses_landmarks_that_do_not_match_the_images(heads):
         crop_faces(images, points[:1], 64)
     with pytest.raises(ValueError, match="size"):
         crop_faces(images, points, 0)
+
+
+def test_sources_and_driver_come_from_a_synthheads_person_or_a_file(tmp_path):
+    heads = SynthHeads("test", num_identities=3, num_videos_per_identity=2,
+                       frames_per_video=64, size=32, seed=0)
+    frames, points = sources_from(32, 4, person=2)
+    assert torch.equal(frames, spread_sources(heads, 2, 4)[0]) and points.shape == (4, 68, 2)
+    # the driver's first video; the person's second when it drives itself
+    for source_person, video in ((0, 4), (2, 5)):
+        driver, _ = driver_from(32, 6, person=2, source_person=source_person)
+        assert torch.equal(driver, heads.get_frames(video, np.arange(6))[0])
+    with pytest.raises(ValueError, match="exactly one of person, images and video"):
+        sources_from(32, 4, person=1, video=tmp_path / "a.mp4")
+    with pytest.raises(ValueError, match="exactly one of person and video"):
+        driver_from(32, 6)
