@@ -1,14 +1,14 @@
 """Export a training run's checkpoint as the model shipped in fewshot_th/assets.
 
-Scores it with bench/pretrained_quality.py's protocol (SynthHeads test identities), draws its
-training curve, and records how it was made:
+Scores its feed-forward model as `fewshot-th evaluate --modes ff` does (SynthHeads test
+identities), draws its training curve, and records how it was made:
 
     python bench/export_shipped_model.py --run /work/runs/cpu-2 --name synthheads-cpu \\
         --command "fewshot-th train --profile cpu --out runs/cpu --steps 5000 --identities 1000"
 
 ``--checkpoint`` picks a checkpoint other than the run's newest: also a model that
 bench/gpu_sweep.sh exported on a GPU machine (its .safetensors and .json side by side).
-Training minutes come from the run's quality.jsonl (bench/time_to_quality.py) when it has one.
+Training minutes come from the run's quality.jsonl (fewshot-th train --eval-every) when it has one.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main() -> None:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["step"] <= step]
     minutes = rows[-1]["seconds"] / 60
-    if (run / "quality.jsonl").exists():  # time_to_quality.py restarts "seconds" per leg
+    if (run / "quality.jsonl").exists():  # metrics.jsonl restarts "seconds" every resumed leg
         scored = [json.loads(line) for line in (run / "quality.jsonl").read_text().splitlines()]
         before = max((r for r in scored if r["step"] <= step), key=lambda r: r["step"])
         after = min((r for r in scored if r["step"] >= step), key=lambda r: r["step"],
@@ -86,7 +86,8 @@ def main() -> None:
     torch.manual_seed(0)
     scores = evaluate_feed_forward(pretrained.load_pretrained(args.name), args.identities)
     info["scores"] = scores
-    info["scores_protocol"] = ("bench/pretrained_quality.py: SynthHeads test split, "
+    info["scores_protocol"] = ("fewshot_th.evaluation.evaluate_feed_forward (fewshot-th "
+                               "evaluate --modes ff): SynthHeads test split, "
                                f"{args.identities} identities, seed 0; same-video: 8 targets "
                                "from frames 32-63, K sources from frames 0-31; pose-distant: "
                                "8 targets and K sources from fewshot_th.data.distant_poses")

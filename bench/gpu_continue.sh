@@ -10,7 +10,8 @@
 # processes, default 12), DEVICE (default cuda; DEVICE=cpu WORKERS=1 is a dry run here),
 # FINAL=parts (default: OUT/final/ holds the last checkpoint, packed, to resume here) or
 # FINAL=model (OUT/model.safetensors: the model alone in half precision, as shipped), SCORE=1
-# (also score it there with bench/pretrained_quality.py; default 0: score it here, for free).
+# (also score its feed-forward model there with fewshot-th evaluate --modes ff; default 0:
+# score it here, for free).
 # OUT/logs.tgz holds the losses, samples, the training log (and the scores).
 set -u
 parts=$1 out=$2 minutes=$3
@@ -37,7 +38,8 @@ train() {
 newest() { ls "$run"/step-*.json | sort | tail -1; }
 score() {
     echo "== $1: $2"
-    python3 bench/pretrained_quality.py --checkpoint "$2" > "$run/quality-$1.txt" 2>&1
+    python3 -m fewshot_th evaluate --checkpoint "$2" --modes ff --no-fid \
+        --out "$run/quality-$1" > "$run/quality-$1.txt" 2>&1
     cat "$run/quality-$1.txt"
 }
 train "$@"

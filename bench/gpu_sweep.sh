@@ -1,6 +1,6 @@
 #!/bin/bash
 # Recipes of the `cpu` profile trained side by side on one lent GPU machine (16 cores, one
-# GPU), each with bench/time_to_quality.py; their final models come back in half precision.
+# GPU), each with fewshot-th train --eval-every; their final models come back in half precision.
 #
 #   bash bench/gpu_sweep.sh OUT MINUTES NAME "ARGS" [NAME "ARGS" ...]
 #
@@ -20,7 +20,7 @@ python3 -c "import torch, numba; print('torch', torch.__version__, 'numba', numb
 # Smoke test (also compiles and caches the numba kernels): if bfloat16 autocast fails on
 # this machine, every recipe runs in float32 instead.
 precision=""
-if ! timeout 90 python3 bench/time_to_quality.py --out "$runs/smoke" --device cuda \
+if ! timeout 90 python3 -m fewshot_th train --out "$runs/smoke" --device cuda --steps 1000000 \
         --minutes 0.25 --eval-every 100 --identities 40 --test-identities 2 --workers 2 \
         > "$runs/smoke.log" 2>&1; then
     echo "smoke test with autocast failed:"; tail -5 "$runs/smoke.log"
@@ -35,13 +35,14 @@ while [ $# -ge 2 ]; do
     shift 2
     names+=("$name")
     # shellcheck disable=SC2086
-    timeout "$limit" python3 bench/time_to_quality.py --out "$runs/$name" --device cuda \
-        --minutes "$minutes" --eval-every 1 --workers 3 --checkpoint-every 2000 --sample-every 1000 \
+    timeout "$limit" python3 -m fewshot_th train --out "$runs/$name" --device cuda \
+        --steps 1000000 --minutes "$minutes" --eval-every 1 --workers 3 --checkpoint-every 2000 \
+        --sample-every 1000 \
         $precision $recipe > "$runs/$name.log" 2>&1 &
 done
 wait
 for name in "${names[@]}"; do
-    echo "== $name"; grep "min, step" "$runs/$name.log" | tail -3
+    echo "== $name"; python3 bench/time_to_quality.py "$runs/$name" | tail -3
     tail -2 "$runs/$name.log" | grep -i error
     python3 - "$runs/$name" "$name" "$out" <<'EOF'
 import shutil, sys

@@ -1,44 +1,34 @@
-"""Time to quality: train a recipe from scratch and score it on held-out identities as it goes.
+"""Time to quality: a run's feed-forward scores on held-out people against training minutes.
 
-Trains E, G and D on SynthHeads with ``fewshot_th.trainer.Trainer`` for ``--minutes`` of
-wall-clock training (evaluation time not counted) and, every ``--eval-every`` minutes, scores
-the feed-forward model on SynthHeads test identities with ``evaluate_feed_forward`` (SSIM, L1,
-identity retrieval, attribute recall, D's accuracy at K = 1, 8, 32, beside the two copying
-baselines), on same-video and on pose-distant targets. Writes
-``<out>/quality.jsonl`` (one line per evaluation) and ``<out>/quality.png``.
+``fewshot-th train --eval-every MINUTES`` scores the feed-forward model on SynthHeads test
+identities (``fewshot_th.evaluation.train_and_score``: SSIM, L1, identity retrieval,
+attribute recall and D's accuracy at K = 1, 8, 32, beside the two copying baselines, on
+same-video and pose-distant targets) before training, every MINUTES of training and at the
+end, into ``RUN/quality.jsonl``. This script draws ``RUN/quality.png`` from it and prints one
+line per score. ``--resume`` continues a run and its scores, across sessions:
 
-``--resume`` continues a run from its newest checkpoint (give ``--checkpoint-every``) up to
-``--minutes`` in all: a long run in several legs, across sessions.
+    fewshot-th train --profile cpu --out RUN --steps 1000000 --minutes 30 --eval-every 5 \\
+        --checkpoint-every 250
+    fewshot-th train --profile cpu --out RUN --steps 1000000 --minutes 30 --eval-every 5 \\
+        --checkpoint-every 250 --resume
+    python bench/time_to_quality.py RUN
 
 Recipes differ by ``--set NAME=VALUE`` (a ``TrainConfig`` field) and ``--model NAME=VALUE``
-(a ``ModelConfig`` field), for ablations:
-
-    python bench/time_to_quality.py --out bench/out/ttq-base --minutes 30
-    python bench/time_to_quality.py --out bench/out/ttq-lr --minutes 30 --set lr_eg=5e-4
+(a ``ModelConfig`` field) of ``fewshot-th train``, for ablations. (Before 2026-12-02 this
+script trained the runs itself, with the same options; bench/RESULTS.md quotes those
+commands.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from fewshot_th.config import profile, seed_everything, training, with_assignments  # noqa: E402
-from fewshot_th.data import SynthHeads  # noqa: E402
-from fewshot_th.evaluation import evaluate_feed_forward  # noqa: E402
-from fewshot_th.losses import content_loss_from  # noqa: E402
-from fewshot_th.meta import TalkingHeadModel, Trainer  # noqa: E402
-from fewshot_th.pretrained import load_pretrained, load_trained  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
 
 RECALL_SHOWN = ("mouth open", "glasses", "hair", "skin", "streak")
 
@@ -85,99 +75,37 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def summary(row: dict) -> str:
+    """One line per kind of target: K = 8 scores beside copying, K = 1 and 32, recall, D."""
+    lines = []
+    for kind, by_k in row["scores"].items():
+        s8, copy8 = by_k["8"]["model"], by_k["8"]["nearest-landmark source"]
+        recall = ", ".join(f"{name} " + ("-" if s8["recall"][name] is None
+                                          else f"{s8['recall'][name]:.2f}")
+                           for name in RECALL_SHOWN)
+        lines.append(f"{row['minutes']:6.1f} min, step {row['step']}, {kind}: K=8 SSIM "
+                     f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f} "
+                     f"(nearest copy {copy8['ssim']:.3f}); SSIM K=1 "
+                     f"{by_k['1']['model']['ssim']:.3f} K=32 {by_k['32']['model']['ssim']:.3f}; "
+                     f"recall {recall}; D accuracy {s8['d_accuracy']:.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--minutes", type=float, default=30)
-    parser.add_argument("--eval-every", type=float, default=5, help="minutes between scores")
-    parser.add_argument("--identities", type=int, default=1000, help="training identities")
-    parser.add_argument("--test-identities", type=int, default=20)
-    parser.add_argument("--set", action="append", default=[], help="TrainConfig NAME=VALUE")
-    parser.add_argument("--model", action="append", default=[], help="ModelConfig NAME=VALUE")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sample-every", type=int, default=250, help="steps between samples")
-    parser.add_argument("--fp32", action="store_true",
-                        help="float32 throughout: no bfloat16 autocast")
-    parser.add_argument("--checkpoint-every", type=int, default=0)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in --out")
-    parser.add_argument("--start-from", metavar="MODEL",
-                        help="a warm start: E and G from this shipped model (or checkpoint "
-                             ".json), D afresh")
+    parser.add_argument("run", help="a run directory of fewshot-th train --eval-every")
     args = parser.parse_args(argv)
-
-    try:
-        config = with_assignments(profile(args.profile), args.model)
-        train = with_assignments(training(args.profile), args.set)
-    except ValueError as error:
-        raise SystemExit(f"time_to_quality.py: {error}") from None
-    seed_everything(args.seed)
-    if args.device.startswith("cuda"):
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-    videos = SynthHeads("train", num_identities=args.identities, num_videos_per_identity=2,
-                        frames_per_video=32, size=config.image_size, seed=args.seed)
-    model = TalkingHeadModel.build(config, num_videos=len(videos))
-    trainer = Trainer(model, videos, train, content_loss_from(train.content), args.out,
-                      seed=args.seed, checkpoint_every=args.checkpoint_every,
-                      sample_every=args.sample_every, device=args.device, num_workers=args.workers,
-                      mixed_precision=not args.fp32)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "quality.jsonl"
-    rows: list[dict] = []
-    next_eval = 0.0
-    if args.resume:
-        trainer.load()  # refuses another model configuration; warns on another recipe
-        rows = [row for row in map(json.loads, log.read_text().splitlines())
-                if row["step"] <= trainer.step] if log.exists() else []
-        log.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        if rows:
-            next_eval = (rows[-1]["minutes"] + args.eval_every) * 60
-        print(f"resumed at step {trainer.step}, {trainer.seconds / 60:.1f} minutes", flush=True)
-    elif log.exists() and log.stat().st_size:
-        raise SystemExit(f"time_to_quality.py: {log} exists: --resume it or choose another --out")
-    elif args.start_from:
-        trainer.start_from(load_trained(args.start_from) if args.start_from.endswith(".json")
-                           else load_pretrained(args.start_from), args.start_from)
-    print(f"{machine()}; recipe: {train}; model: {config}", flush=True)
-    while True:
-        trained = trainer.seconds
-        done = trained >= args.minutes * 60 - 1e-9
-        if trained >= next_eval - 1e-9 or done:
-            torch.manual_seed(0)
-            scores = evaluate_feed_forward(model, args.test_identities)  # on model's device
-            model.train()
-            row = {"minutes": round(trained / 60, 2), "step": trainer.step,
-                   "device": args.device,
-                   "scores": {kind: {str(k): v for k, v in by_k.items()}
-                              for kind, by_k in scores.items()}}
-            rows.append(row)
-            with open(log, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            plot(rows, out / "quality.png")
-            for kind, by_k in scores.items():
-                s8, copy8 = by_k[8]["model"], by_k[8]["nearest-landmark source"]
-                print(f"{row['minutes']:6.1f} min, step {trainer.step}, {kind}: K=8 SSIM "
-                      f"{s8['ssim']:.3f} L1 {s8['l1']:.3f} retrieval {s8['retrieval']:.2f} "
-                      f"(nearest copy {copy8['ssim']:.3f}); SSIM K=1 "
-                      f"{by_k[1]['model']['ssim']:.3f} K=32 {by_k[32]['model']['ssim']:.3f}; "
-                      "recall " + ", ".join(
-                          f"{name} " + ("-" if s8["recall"][name] is None
-                                        else f"{s8['recall'][name]:.2f}")
-                          for name in RECALL_SHOWN)
-                      + f"; D accuracy {s8['d_accuracy']:.2f}", flush=True)
-            while next_eval <= trained + 1e-9:
-                next_eval += args.eval_every * 60
-            if args.checkpoint_every:
-                trainer.save()
-            if done:
-                break
-        trainer.run(trainer.step + 10 ** 9, progress=False,
-                    max_seconds=min(next_eval, args.minutes * 60) - trained)
+    log = Path(args.run) / "quality.jsonl"
+    if not log.exists():
+        raise SystemExit(f"time_to_quality.py: {log} does not exist: train with "
+                         "fewshot-th train --eval-every MINUTES --out RUN first")
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise SystemExit(f"time_to_quality.py: {log} holds no scores yet")
+    for row in rows:
+        print(summary(row))
+    plot(rows, Path(args.run) / "quality.png")
+    print(f"written: {Path(args.run) / 'quality.png'}")
 
 
 if __name__ == "__main__":

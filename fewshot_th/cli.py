@@ -19,25 +19,12 @@ import sys
 from .config import CONTENT_TERMS, PROFILES, profile, training, with_assignments
 
 
-def _start_distributed(args: argparse.Namespace) -> bool:
-    """Under ``torchrun --nproc_per_node N``: join the process group, pick this rank's GPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available() and args.device != "cpu":
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local_rank)
-        args.device = f"cuda:{local_rank}"
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
-    return True
-
-
 def _train(args: argparse.Namespace) -> int:
-    distributed = _start_distributed(args)
+    from .distributed import join_process_group
+
+    device = join_process_group(args.device)
+    distributed = device is not None
+    args.device = device or args.device
     try:
         return _train_here(args)
     finally:
@@ -112,7 +99,13 @@ def _train_here(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     try:
-        trainer.run(args.steps, max_seconds=args.minutes * 60 if args.minutes else None)
+        limit = args.minutes * 60 if args.minutes else None
+        if args.eval_every:  # time to quality: FF scores on held-out people in OUT/quality.jsonl
+            from .evaluation import train_and_score
+
+            train_and_score(trainer, args.steps, args.eval_every, args.test_identities, limit)
+        else:
+            trainer.run(args.steps, max_seconds=limit)
         path = trainer.save()
     except TrainingDiverged as error:
         print(f"fewshot-th train: {error}", file=sys.stderr)
@@ -140,7 +133,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_few_shot
     from .plot import gains_against_paper, scores_against_k
     from .pretrained import load_pretrained, load_trained
-    from .tables import attribute_table, scores_table
+    from .tables import attribute_table, k_gain_table, scores_table
 
     try:
         model = load_trained(args.checkpoint) if args.checkpoint else \
@@ -169,7 +162,8 @@ def _evaluate(args: argparse.Namespace) -> int:
          "ft_steps": args.ft_steps,
          "scores": {kind: {str(k): v for k, v in by_k.items()} for kind, by_k in results.items()}},
         indent=1))
-    table = scores_table(results)
+    table = scores_table(results) + ("\nMore shots, paired over the people:\n\n"
+                                     + k_gain_table(results) if len(set(args.k)) > 1 else "")
     attributes = "".join(f"\nAttribute recall, {kind} targets: the share of target frames "
                          "that show each attribute (closer to the truth than to the same frame "
                          "with that attribute changed); D's accuracy at telling the real "
@@ -268,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--model", action="append", default=[], metavar="NAME=VALUE",
                        help="change a ModelConfig field of the profile, e.g. zero_bias_init=True "
                             "(repeatable)")
+    train.add_argument("--eval-every", type=float, metavar="MINUTES",
+                       help="score the feed-forward model on --test-identities held-out people "
+                            "every MINUTES of training, into OUT/quality.jsonl")
+    train.add_argument("--test-identities", type=int, default=20)
     train.add_argument("--fp32", action="store_true",
                        help="float32 throughout (default: bfloat16 autocast where the device "
                             "has native bfloat16)")
@@ -365,6 +363,11 @@ def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.minutes is not None and not 0 < args.minutes < float("inf"):
         parser.error("--minutes must be positive")
+    if args.eval_every is not None and (not 0 < args.eval_every < float("inf")
+                                        or args.test_identities < 2
+                                        or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        parser.error("--eval-every takes positive minutes, --test-identities at least 2, and "
+                     "a single process (score a torchrun run's checkpoints with evaluate)")
     if args.resume and (args.start_from or args.overwrite):
         parser.error("--resume continues a run: it takes neither --start-from nor --overwrite")
     problem = _device_problem(args.device)

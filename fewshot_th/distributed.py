@@ -13,7 +13,26 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DistributedNetworks"]
+__all__ = ["DistributedNetworks", "join_process_group"]
+
+
+def join_process_group(device: str) -> str | None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): join the process group (NCCL on GPUs, gloo on
+    CPUs) and return the device of this process (``cuda:LOCAL_RANK`` when ``device`` asks for
+    a GPU); ``None`` in a single process."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if torch.cuda.is_available() and device != "cpu":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return f"cuda:{local_rank}"
+    dist.init_process_group("gloo")
+    return device
 
 
 class DistributedNetworks:

@@ -17,11 +17,15 @@ whether E sees the one-sided details).
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import is_int
+from .checks import is_int, is_number
 from .data import COUNTERFACTUALS, SynthHeads, distant_poses
 from .fid import feature_statistics, frechet_distance, frechet_inception_distance
 from .finetune import few_shot, train_config_of
@@ -37,10 +41,11 @@ from .metrics import (
     ssim,
 )
 from .tables import TARGET_KINDS
+from .trainer import truncate_log
 
 __all__ = ["evaluate_feed_forward", "evaluate_few_shot", "copying_baselines", "COPYING_BASELINES",
            "discriminator_scores", "source_pose", "target_pose", "calm_and_distant",
-           "FRAMES_PER_VIDEO", "NUM_TARGETS"]
+           "train_and_score", "FRAMES_PER_VIDEO", "NUM_TARGETS"]
 
 FRAMES_PER_VIDEO, NUM_TARGETS = 64, 8
 
@@ -336,3 +341,51 @@ class _Tally:
                 "recall": recall, "recall_frames": counts}
 
 
+
+
+def train_and_score(trainer, until_step: int, every_minutes: float, identities: int = 20,
+                    max_seconds: float | None = None, progress: bool = True) -> list[dict]:
+    """``trainer.run(until_step, max_seconds=...)``, with the feed-forward model scored on
+    held-out SynthHeads people (``evaluate_feed_forward``, K = 1, 8, 32) before training, every
+    ``every_minutes`` minutes of training (``trainer.seconds``, counted over every resumed leg)
+    and at the end: time to quality, as ``fewshot-th train --eval-every`` reports it.
+
+    Each score is a line ``{"minutes", "step", "device", "scores"}`` of
+    ``trainer.out / "quality.jsonl"`` (a resumed run first drops the lines of later steps).
+    The scores set the random state aside, so the training is the one without them. Returns
+    the lines written by this call."""
+    if not is_number(every_minutes) or not 0 < every_minutes < float("inf"):
+        raise ValueError(f"every_minutes must be a positive number, got {every_minutes!r}")
+    log = Path(trainer.out) / "quality.jsonl"
+    truncate_log(log, trainer.step)
+    earlier = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    next_score = (earlier[-1]["minutes"] + every_minutes) * 60 if earlier else 0.0
+    last_step = earlier[-1]["step"] if earlier else None
+    start, rows = time.perf_counter(), []
+    while True:
+        left = None if max_seconds is None else max_seconds - (time.perf_counter() - start)
+        finished = trainer.step >= until_step or (left is not None and left <= 0)
+        if (trainer.seconds >= next_score - 1e-9 or finished) and trainer.step != last_step:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                scores = evaluate_feed_forward(trainer.model, identities)
+            rows.append({"minutes": round(trainer.seconds / 60, 2), "step": trainer.step,
+                         "device": str(trainer.device),
+                         "scores": {kind: {str(k): v for k, v in by_k.items()}
+                                    for kind, by_k in scores.items()}})
+            with open(log, "a") as file:
+                file.write(json.dumps(rows[-1]) + "\n")
+            last_step = trainer.step
+            if progress:
+                tqdm.write(f"step {trainer.step}, {rows[-1]['minutes']} min: feed-forward "
+                           "K = 8 SSIM " + ", ".join(
+                               f"{kind} {by_k[8]['model']['ssim']:.3f} (nearest copy "
+                               f"{by_k[8]['nearest-landmark source']['ssim']:.3f})"
+                               for kind, by_k in scores.items()))
+        while next_score <= trainer.seconds + 1e-9:
+            next_score += every_minutes * 60
+        if finished:
+            return rows
+        leg = next_score - trainer.seconds
+        trainer.run(until_step, progress=progress, max_seconds=leg if left is None
+                    else min(leg, left))

@@ -4,9 +4,10 @@ Table 1 layout beside the paper's own numbers, and the attribute table."""
 from __future__ import annotations
 
 from .data import COUNTERFACTUALS
+from .metrics import paired_gain
 
 __all__ = ["TARGET_KINDS", "PAPER_TABLE1", "by_target_kind", "scores_table", "attribute_table",
-           "markdown_table"]
+           "k_gain_table", "markdown_table"]
 
 TARGET_KINDS = ("same-video", "pose-distant")  # how the evaluation's results are keyed
 
@@ -96,6 +97,27 @@ def attribute_table(results: dict, kind: str = "same-video") -> str:
     lines.append(f"| frames that show it | | {' | '.join(str(frames[n]) for n in COUNTERFACTUALS)}"
                  " | |")
     return "\n".join(lines) + "\n"
+
+
+def k_gain_table(results: dict) -> str:
+    """Do more shots help? A Markdown table with one row per target kind and generating
+    method: the SSIM gain from the smallest K to the largest, paired over the test people
+    (mean ± standard error, and for how many people it is positive), and the L1 on the
+    one-sided details at both ends."""
+    rows = []
+    for kind, by_k in by_target_kind(results).items():
+        ks = sorted(by_k, key=int)
+        low, high = by_k[ks[0]], by_k[ks[-1]]
+        for method in (m for m in ("FF", "FT", "model") if m in low):
+            mean, error, better = paired_gain(high[method]["ssim_by_identity"],
+                                              low[method]["ssim_by_identity"])
+            rows.append([f"SynthHeads, {kind} targets", method, f"{ks[0]} -> {ks[-1]}",
+                         f"{mean:+.4f} ± {error:.4f}",
+                         f"{better} of {len(low[method]['ssim_by_identity'])}",
+                         f"{_number(low[method].get('detail_l1'), 3)} -> "
+                         f"{_number(high[method].get('detail_l1'), 3)}"])
+    return markdown_table(["data", "method", "K", "SSIM gain (paired)", "people better",
+                           "L1 on one-sided details"], rows)
 
 
 def _number(value, digits: int) -> str:

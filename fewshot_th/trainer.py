@@ -224,7 +224,7 @@ class Trainer:
         self.started_from = meta.get("started_from")
         self.last_checkpoint = Path(path)
         if self.rank == 0:
-            _truncate_log(self.out / "metrics.jsonl", self.step)
+            truncate_log(self.out / "metrics.jsonl", self.step)
         return self.step
 
     def _check_same_data(self, path, meta: dict) -> None:
@@ -273,7 +273,8 @@ class Trainer:
     def run(self, until_step: int, progress: bool = True,
             max_seconds: float | None = None) -> list[dict]:
         """Train until ``self.step == until_step`` (or, given ``max_seconds``, until that much
-        wall-clock time has passed, whichever comes first); returns the metrics of these steps.
+        wall-clock time has passed, whichever comes first, after at least one step); returns
+        the metrics of these steps.
         """
         if max_seconds is not None and not max_seconds > 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds!r}")
@@ -291,8 +292,8 @@ class Trainer:
         with open(log_path, "a", buffering=1) as log, \
                 tqdm(total=until_step, initial=self.step, disable=not progress or not writer,
                      desc="meta-learning") as bar:
-            while self.step < until_step and (
-                    max_seconds is None or time.perf_counter() - start < max_seconds):
+            while self.step < until_step and (max_seconds is None or not history
+                                              or time.perf_counter() - start < max_seconds):
                 began = time.perf_counter()
                 batch = to_device(next(batches), self.device)
                 try:
@@ -322,9 +323,9 @@ class Trainer:
         return history
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep the records of steps up to ``step`` in a metrics log (a resumed run redoes the
-    later ones) and drop a last line cut short by a kill."""
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the records of steps up to ``step`` in a JSON-lines log of a run (a resumed run
+    redoes the later ones) and drop a last line cut short by a kill."""
     if not path.exists():
         return
     kept = []

@@ -247,6 +247,33 @@ def test_command_line_trains_and_resumes(tmp_path, cli):
     assert (tmp_path / "samples" / "step-00000002.png").exists()
 
 
+def test_command_line_scores_held_out_people_as_it_trains_without_changing_the_training(
+        tmp_path, cli):
+    command = ["train", "--profile", "tiny", "--identities", "2", "--frames", "4",
+               "--sample-every", "0", "--checkpoint-every", "0"]
+    scored = command + ["--out", str(tmp_path / "a"), "--eval-every", "1e-6",
+                        "--test-identities", "2"]
+    assert cli(scored + ["--steps", "1"]).returncode == 0
+    log = tmp_path / "a" / "quality.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["step"] for row in rows] == [0, 1]  # before training, then every step
+    assert set(rows[0]["scores"]) == {"same-video", "pose-distant"}
+    assert set(rows[0]["scores"]["same-video"]) == {"1", "8", "32"}
+    assert 0 == rows[0]["minutes"] <= rows[1]["minutes"]
+    # a resumed run continues the log: no second line for step 1
+    assert cli(scored + ["--steps", "2", "--resume"]).returncode == 0
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [0, 1, 2]
+    _bench_module("time_to_quality").main([str(tmp_path / "a")])  # the curves of the scores
+    assert (tmp_path / "a" / "quality.png").stat().st_size > 0
+    # the scores set the random state aside: the same weights as a run without them
+    assert cli(command + ["--out", str(tmp_path / "b"), "--steps", "2"]).returncode == 0
+    a, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "a"))
+    b, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+    bad = cli(command + ["--out", str(tmp_path / "c"), "--steps", "1", "--eval-every", "0"])
+    assert bad.returncode == 2 and "--eval-every takes positive minutes" in bad.stderr
+
+
 def test_command_line_changes_the_recipe_and_resume_keeps_the_model_it_was_made_with(tmp_path,
                                                                                     cli):
     command = ["train", "--profile", "tiny", "--out", str(tmp_path), "--identities", "2",
