@@ -4,6 +4,7 @@
     fewshot-th train --out runs/cpu --steps 40000 --resume      # continue the same run
     fewshot-th evaluate --out results/shipped                  # FF and FT, K = 1, 8, 32
     fewshot-th reenact --source-person 3 --driver-person 7 --adapt --out a.mp4
+    fewshot-th preprocess videos/ data/mine --size 256          # real videos -> training set
     torchrun --nproc_per_node 4 -m fewshot_th train --profile paper --device cuda ...
 
 Under torchrun every process trains on its share of each global batch (``--batch-size`` per
@@ -314,7 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     reenact.add_argument("--detector", choices=["dlib", "face_alignment"], default="dlib",
                          help="landmarks of real images (dlib works offline)")
     reenact.add_argument("--device", default="cpu")
+    from . import preprocess
+
+    preprocess.add_arguments(commands.add_parser(
+        "preprocess", help="videos of talking heads -> a training set (crops and landmarks)"))
     args = parser.parse_args(argv)
+    if args.command == "preprocess":
+        return preprocess.run(args)
     if args.command == "reenact":
         for flag, low, high in (("k", 1, 32), ("frames", 1, 10_000), ("fps", 1, 120)):
             if not low <= getattr(args, flag) <= high:

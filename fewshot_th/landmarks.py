@@ -300,28 +300,34 @@ def detect_landmarks(images, backend: str = "face_alignment", device: str = "cpu
         ``(landmarks, found)``: float32 ``(N, 68, 2)`` pixel coordinates ``(x, y)`` (NaN where
         no face was found) and a boolean ``(N,)`` array.
     """
+    counts, landmarks = count_faces_and_landmarks(images, backend, device)
+    return landmarks, counts > 0
+
+
+def count_faces_and_landmarks(images, backend: str = "face_alignment", device: str = "cpu"):
+    """``detect_landmarks``, with how many faces each image shows: ``(counts (N,) int,
+    landmarks (N, 68, 2))``, the landmarks those of the largest face."""
     if backend not in ("face_alignment", "dlib"):
         raise ValueError(f"backend must be 'face_alignment' or 'dlib', got {backend!r}")
     items = _check_images(images)
     landmarks = np.full((len(items), NUM_LANDMARKS, 2), np.nan, dtype=np.float32)
-    found = np.zeros(len(items), dtype=bool)
+    counts = np.zeros(len(items), dtype=np.int64)
     if backend == "dlib":
         detector, predictor = dlib_models()
         for i, image in enumerate(items):
             faces = detector(image, 1)
+            counts[i] = len(faces)
             if len(faces) == 0:
                 continue
             boxes = [(f.left(), f.top(), f.right(), f.bottom()) for f in faces]
             shape = predictor(image, faces[_largest(boxes)])
             landmarks[i] = [(p.x, p.y) for p in shape.parts()]
-            found[i] = True
     else:
         model = _face_alignment_model(str(device))
         for i, image in enumerate(items):
-            result = model.get_landmarks_from_image(image, return_bboxes=True)
-            points, _, boxes = result
+            points, _, boxes = model.get_landmarks_from_image(image, return_bboxes=True)
             if not points:
                 continue
+            counts[i] = len(points)
             landmarks[i] = np.asarray(points[_largest(boxes)])[:, :2]
-            found[i] = True
-    return landmarks, found
+    return counts, landmarks

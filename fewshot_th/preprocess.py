@@ -1,0 +1,249 @@
+"""From a folder of talking-head videos to a training set (the paper trained on VoxCeleb2).
+
+``preprocess_videos(VIDEOS, OUT)`` (and ``fewshot-th preprocess VIDEOS OUT``) decodes each
+video (imageio), keeps ``frames`` frames spread evenly over it, finds the 68 landmarks of the
+largest face in each (``fewshot_th.landmarks.detect_landmarks``: face-alignment's FAN as in
+the paper when its weights are there, dlib's offline detector otherwise), crops one square per
+video around the face track, framed as SynthHeads frames its faces (``reenact.face_box``), and
+resizes it to ``size``. The result on disk::
+
+    OUT/manifest.json                 what was kept and what was skipped, and why
+    OUT/videos/NAME/frames.npy        uint8 (T, size, size, 3), read with np.load(mmap_mode="r")
+    OUT/videos/NAME/landmarks.npy     float32 (T, 68, 2), pixels of the crop
+    OUT/videos/NAME/info.json         its source, the frames kept (indices in the video), the box
+    OUT/skipped/NAME.json             the source and the reason it was skipped
+
+A video is written to a temporary folder and renamed when complete, so a run that is killed
+loses at most the videos it was working on, and a rerun skips every video that is done or
+skipped. A bad video never stops the run: unreadable or truncated files, videos without a
+face, with too few frames that show one, with several faces, or too small to hold a face are
+skipped with their reason in the manifest and in the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write
+from .checks import is_int
+from .landmarks import count_faces_and_landmarks
+from .reenact import crop_faces, face_box
+
+__all__ = ["preprocess_videos", "VIDEO_SUFFIXES", "FORMAT"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+FORMAT = "fewshot_th video folder, version 1"
+
+
+def _even_frames(path: Path, count: int) -> tuple[list[np.ndarray], list[int], int]:
+    """``count`` frames spread evenly over a video decoded once, holding at most
+    ``2 * count`` frames in memory (every other kept frame is dropped when the store is
+    full): the frames, their indices in the video, and the number of frames it has."""
+    kept, stride, total = [], 1, 0
+    for index, frame in enumerate(iio.imiter(path)):
+        total = index + 1
+        if index % stride:
+            continue
+        kept.append((index, np.asarray(frame)))
+        if len(kept) == 2 * count:
+            kept, stride = kept[::2], stride * 2
+    if len(kept) > count:
+        kept = [kept[i] for i in np.linspace(0, len(kept) - 1, count).round().astype(int)]
+    return [frame for _, frame in kept], [index for index, _ in kept], total
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    if frame.dtype != np.uint8 or frame.ndim != 3:
+        raise ValueError(f"frames must be 8-bit images, got {frame.dtype} {frame.shape}")
+    return np.ascontiguousarray(frame[..., :3])
+
+
+def _one_video(path: Path, folder: Path, size: int, frames: int, detector: str,
+               min_frames: int, min_face: int) -> dict:
+    """Preprocess one video into ``folder``; returns its manifest entry (with ``"skipped"``
+    and no folder written when it cannot be used)."""
+    entry = {"name": folder.name, "source": str(path)}
+    try:
+        images, indices, total = _even_frames(path, frames)
+        images = [_rgb(image) for image in images]
+    except Exception as error:  # imageio and its plugins raise many types for bad files
+        return {**entry, "skipped": f"unreadable: {str(error).splitlines()[0][:200]}"}
+    if not images:
+        return {**entry, "skipped": "unreadable: no frames"}
+    height, width = images[0].shape[:2]
+    if min(height, width) < min_face:
+        return {**entry, "skipped": f"too small: {width}x{height} pixels, a face needs at "
+                                    f"least {min_face}"}
+    counts, points = count_faces_and_landmarks(images, backend=detector)
+    found = counts > 0
+    if not found.any():
+        return {**entry, "skipped": f"no face in any of {len(images)} frames"}
+    if (counts[found] > 1).mean() > 0.5:
+        return {**entry, "skipped": f"several faces in {int((counts > 1).sum())} of "
+                                    f"{int(found.sum())} frames with a face"}
+    if found.sum() < min_frames:
+        return {**entry, "skipped": f"only {int(found.sum())} of {len(images)} frames show a "
+                                    f"face, {min_frames} needed"}
+    box = face_box(points[found])
+    if box[2] < min_face:
+        return {**entry, "skipped": f"face too small: {box[2]:.0f} pixels across, "
+                                    f"{min_face} needed"}
+    kept = np.flatnonzero(found)
+    crops, moved = crop_faces([images[i] for i in kept], points[kept], size, box=box)
+    temporary = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    np.save(temporary / "frames.npy",
+            (crops * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    np.save(temporary / "landmarks.npy", moved.numpy().astype(np.float32))
+    entry = {**entry, "frames": len(kept), "video_frames": total,
+             "frame_indices": [indices[i] for i in kept], "size": size,
+             "box": [round(v, 2) for v in box], "detector": detector}
+    (temporary / "info.json").write_text(json.dumps(entry, indent=1))
+    os.replace(temporary, folder)
+    return entry
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """A folder name per video: its file name without the suffix, numbered where two agree."""
+    names, seen = [], {}
+    for path in paths:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem) or "video"
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def _video_files(videos) -> list[Path]:
+    if isinstance(videos, (str, os.PathLike)):
+        root = Path(videos)
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+        if root.is_file():
+            return [root]
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    paths = [Path(p) for p in videos]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"these videos do not exist: {', '.join(missing[:5])}")
+    return paths
+
+
+def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "dlib",
+                      min_frames: int = 8, min_face: int = 64, workers: int = 1,
+                      progress: bool = True) -> dict:
+    """Preprocess ``videos`` (a folder, searched recursively for video files, or a list of
+    files) into ``out`` (see the module's docstring); returns the manifest:
+    ``{"format", "size", "videos": [entries of the kept videos], "skipped": [{"name",
+    "source", "skipped": reason}]}``. Videos done or skipped by an earlier run into ``out``
+    are not processed again. ``workers`` processes work on different videos."""
+    for name, value, low in (("size", size, 8), ("frames", frames, 2),
+                             ("min_frames", min_frames, 2), ("min_face", min_face, 1),
+                             ("workers", workers, 1)):
+        if not is_int(value) or value < low:
+            raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
+    if min_frames > frames:
+        raise ValueError(f"min_frames ({min_frames}) cannot exceed frames ({frames})")
+    if detector not in ("dlib", "face_alignment"):
+        raise ValueError(f"detector must be 'dlib' or 'face_alignment', got {detector!r}")
+    paths = _video_files(videos)
+    if not paths:
+        raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {videos}")
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        earlier = json.loads(manifest_path.read_text())
+        if earlier.get("size") != size:
+            raise ValueError(f"{out} holds {earlier.get('size')} px crops; give another OUT "
+                             f"for {size} px")
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / "skipped").mkdir(exist_ok=True)
+    todo = []
+    for path, name in zip(paths, _names(paths)):
+        if not (out / "videos" / name / "info.json").exists() and \
+                not (out / "skipped" / f"{name}.json").exists():
+            todo.append((path, out / "videos" / name))
+    arguments = [[a] * len(todo) for a in (size, frames, detector, min_frames, min_face)]
+    bar = tqdm(total=len(todo), desc="preprocessing", disable=not progress or not todo)
+    with ProcessPoolExecutor(min(workers, max(len(todo), 1))) if workers > 1 else \
+            _InProcess() as pool:
+        sources, folders = [t[0] for t in todo], [t[1] for t in todo]
+        for entry in pool.map(_one_video, sources, folders, *arguments):
+            if "skipped" in entry:
+                (out / "skipped" / f"{entry['name']}.json").write_text(json.dumps(entry))
+            bar.update(1)
+    bar.close()
+    manifest = _manifest(out, size, _names(paths))
+    if progress:
+        print(f"{len(manifest['videos'])} videos kept, {len(manifest['skipped'])} skipped "
+              f"({len(paths) - len(todo)} done before); manifest: {manifest_path}")
+        for entry in manifest["skipped"]:
+            print(f"  skipped {entry['source']}: {entry['skipped']}")
+    return manifest
+
+
+def _manifest(out: Path, size: int, names: list[str]) -> dict:
+    kept, skipped = [], []
+    for name in names:
+        info, skip = out / "videos" / name / "info.json", out / "skipped" / f"{name}.json"
+        if info.exists():
+            kept.append(json.loads(info.read_text()))
+        elif skip.exists():
+            skipped.append(json.loads(skip.read_text()))
+    manifest = {"format": FORMAT, "size": size, "videos": kept, "skipped": skipped}
+    atomic_write(out / "manifest.json",
+                 lambda path: path.write_text(json.dumps(manifest, indent=1)))
+    return manifest
+
+
+class _InProcess:
+    """``ProcessPoolExecutor``'s ``map`` in this process (one worker: no pickling)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(function, *iterables):
+        return map(function, *iterables)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fewshot-th preprocess``."""
+    parser.add_argument("videos", help="a folder of videos (searched recursively) or one file")
+    parser.add_argument("out", help="the dataset folder to write (a rerun continues it)")
+    parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
+    parser.add_argument("--frames", type=int, default=32, help="frames kept per video")
+    parser.add_argument("--detector", choices=["dlib", "face_alignment"], default="dlib")
+    parser.add_argument("--min-frames", type=int, default=8,
+                        help="skip a video with fewer frames that show a face")
+    parser.add_argument("--min-face", type=int, default=64,
+                        help="skip videos whose face is smaller, in pixels across")
+    parser.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fewshot-th preprocess``: one clear error (exit status 2) for bad arguments."""
+    import sys
+
+    try:
+        preprocess_videos(args.videos, args.out, size=args.size, frames=args.frames,
+                          detector=args.detector, min_frames=args.min_frames,
+                          min_face=args.min_face, workers=args.workers)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"fewshot-th preprocess: {error}", file=sys.stderr)
+        return 2
+    return 0
