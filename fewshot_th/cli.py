@@ -39,7 +39,7 @@ def _train_here(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from .data import SynthHeads
+    from .data import SynthHeads, VideoFolder
     from .losses import FeatureWeightsMissing, content_loss_from
     from .meta import TalkingHeadModel, TrainingDiverged
     from .trainer import Trainer
@@ -60,9 +60,19 @@ def _train_here(args: argparse.Namespace) -> int:
             train = train.with_changes(batch_size=args.batch_size)
     except ValueError as error:
         return fail(str(error))
-    videos = SynthHeads("train", num_identities=args.identities,
-                        num_videos_per_identity=args.videos_per_identity,
-                        frames_per_video=args.frames, size=config.image_size, seed=args.seed)
+    if args.data == "synthheads":
+        videos = SynthHeads("train", num_identities=args.identities,
+                            num_videos_per_identity=args.videos_per_identity,
+                            frames_per_video=args.frames, size=config.image_size, seed=args.seed)
+    else:  # a folder of fewshot-th preprocess: its training part
+        try:
+            videos = VideoFolder(args.data, split="train", min_frames=train.k + 1)
+        except (FileNotFoundError, ValueError) as error:
+            return fail(str(error))
+        if videos.size != config.image_size:
+            return fail(f"{args.data} holds {videos.size} px crops and the {args.profile} "
+                        f"profile draws {config.image_size} px: preprocess with --size "
+                        f"{config.image_size}")
     processes = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     if train.batch_size * processes > len(videos):
         return fail(f"a batch of {train.batch_size} videos per process ({processes} "
@@ -228,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="meta-learn E, G and D")
     train.add_argument("--profile", choices=PROFILES, default="cpu")
-    train.add_argument("--data", choices=["synthheads"], default="synthheads",
-                       help="training videos (real video folders come with chapter 9)")
+    train.add_argument("--data", default="synthheads",
+                       help="training videos: synthheads, or a folder of fewshot-th preprocess "
+                            "(its training part)")
     train.add_argument("--out", required=True, help="run directory (checkpoints, logs)")
     train.add_argument("--steps", type=int, required=True, help="train until this step")
     train.add_argument("--minutes", type=float, default=None,

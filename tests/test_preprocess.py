@@ -131,3 +131,59 @@ def test_the_command_reports_and_refuses_bad_arguments(videos, tmp_path, cli):
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     empty = cli(["preprocess", str(tmp_path / "out"), str(tmp_path / "bad")])
     assert empty.returncode == 2 and "no video files" in empty.stderr
+
+
+@pytest.fixture(scope="module")
+def folder(videos, tmp_path_factory):
+    """A preprocessed folder of 32 px crops: the astronaut and the SynthHeads person, and
+    four more short videos of the astronaut moving in other ways."""
+    source, _ = videos
+    more = tmp_path_factory.mktemp("more")
+    face = astronaut()[:320, 60:380]
+    for n in range(4):
+        moving = [resize(face[3 * t:, n * 10 + t:][:280, :280], (160, 160),
+                         preserve_range=True).astype(np.uint8) for t in range(10)]
+        _video(more / f"take{n}.mp4", moving)
+    files = [source / "astronaut.mp4", source / "synth.mp4"] + sorted(more.glob("*.mp4"))
+    out = tmp_path_factory.mktemp("folder")
+    preprocess_videos(files, out, size=32, frames=FRAMES, progress=False)
+    return out
+
+
+def test_a_video_folder_reads_only_the_frames_an_episode_needs(folder):
+    from fewshot_th.data import EpisodeDataset, VideoFolder
+
+    videos = VideoFolder(folder)
+    assert len(videos) == 6 and videos.size == 32
+    assert [videos.num_frames(i) for i in range(6)] == [FRAMES, FRAMES, 10, 10, 10, 10]
+    frames, points = videos.get_frames(2, [9, 0])
+    stored = np.load(folder / "videos" / videos.videos[2]["name"] / "frames.npy")
+    assert torch.equal(frames[1], torch.from_numpy(stored[0]).permute(2, 0, 1) / 255)
+    assert frames.shape == (2, 3, 32, 32) and points.shape == (2, 68, 2)
+    episode = EpisodeDataset(videos, k=9)[3]  # K + 1 = 10: every frame of a 10-frame video
+    assert sorted(episode["frame_indices"].tolist()) == list(range(10))
+    # the held-out part is fixed by the names: train and test split the videos between them
+    train, test = VideoFolder(folder, "train", 0.3), VideoFolder(folder, "test", 0.3)
+    names = sorted(v["name"] for v in train.videos + test.videos)
+    assert names == sorted(v["name"] for v in videos.videos) and len(test) >= 1
+    assert len(VideoFolder(folder, min_frames=11)) == 2
+    with pytest.raises(FileNotFoundError, match="fewshot-th preprocess"):
+        VideoFolder(folder / "videos")
+    with pytest.raises(IndexError):
+        videos.get_frames(6)
+
+
+def test_train_takes_a_video_folder(folder, tmp_path, cli):
+    command = ["train", "--profile", "tiny", "--data", str(folder), "--batch-size", "2",
+               "--sample-every", "0", "--checkpoint-every", "0", "--set", "k=4"]
+    result = cli(command + ["--out", str(tmp_path / "run"), "--steps", "2"])
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / "run" / "step-00000002.json").read_text())
+    assert meta["data"]["dataset"] == "VideoFolder" and meta["data"]["split"] == "train"
+    wrong = cli(["train", "--profile", "cpu", "--data", str(folder), "--steps", "1",
+                 "--out", str(tmp_path / "wrong")])
+    assert wrong.returncode == 2 and "holds 32 px crops and the cpu profile draws 64 px" \
+        in wrong.stderr
+    missing = cli(command + ["--out", str(tmp_path / "missing"), "--steps", "1", "--data",
+                             str(tmp_path)])
+    assert missing.returncode == 2 and "manifest.json does not exist" in missing.stderr

@@ -24,7 +24,8 @@ class EpisodeDataset(torch.utils.data.Dataset):
     Args:
         videos: any sequence of videos with the SynthHeads interface (``len``, and ``videos[i]``
             a dict with ``frames (T, 3, H, W)`` and ``landmarks (T, 68, 2)``). If it has
-            ``get_frames(i, frame_indices)`` only the K + 1 frames needed are loaded.
+            ``get_frames(i, frame_indices)`` only the K + 1 frames needed are loaded, and
+            ``num_frames(i)`` gives T of videos of different lengths.
         k: number of source frames, ``1 <= k < T``.
         seed: episodes are a pure function of ``(seed, epoch, video index)``; call
             ``set_epoch`` to draw new frames each epoch (also inside DataLoader workers).
@@ -72,8 +73,9 @@ class EpisodeDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"episode index {index} out of range for {len(self)} videos")
         num_frames = getattr(self.videos, "frames_per_video", None)
-        if num_frames is None:
-            num_frames = len(self.videos[index]["frames"])
+        if num_frames is None:  # videos of different lengths (e.g. a VideoFolder)
+            num_frames = self.videos.num_frames(index) if hasattr(self.videos, "num_frames") \
+                else len(self.videos[index]["frames"])
             self._check_k(num_frames)
         rng = np.random.default_rng([self.seed, self.epoch, index])
         chosen = rng.choice(num_frames, size=self.k + 1, replace=False)
