@@ -133,18 +133,14 @@ def _train_here(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .evaluation import evaluate_few_shot
-    from .plot import gains_against_paper, scores_against_k
     from .pretrained import load_pretrained, load_trained
-    from .tables import attribute_table, k_gain_table, scores_table
+    from .report import write_report
 
     try:
         model = load_trained(args.checkpoint) if args.checkpoint else \
@@ -162,36 +158,30 @@ def _evaluate(args: argparse.Namespace) -> int:
         except FIDWeightsMissing as error:
             fid_note = f"FID left out: {error}"
             print(f"fewshot-th evaluate: {fid_note}", file=sys.stderr)
-    results = evaluate_few_shot(model, args.identities, seed=args.seed, k_values=tuple(args.k),
-                                modes=tuple(args.modes), ft_steps=args.ft_steps, progress=True,
-                                fid_network=fid_network, targets=tuple(args.targets))
+    if args.data:  # the held-out videos of a fewshot-th preprocess folder
+        from .data import VideoFolder
+        from .folder_evaluation import evaluate_video_folder
+
+        try:
+            videos = VideoFolder(args.data, "test", min_frames=2 * max(args.k))
+            results = evaluate_video_folder(model, videos, tuple(args.k), tuple(args.modes),
+                                            args.ft_steps, fid_network=fid_network,
+                                            progress=True)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"fewshot-th evaluate: {error}", file=sys.stderr)
+            return 2
+        people = f"{len(videos)} held-out videos of {args.data}"
+    else:
+        results = evaluate_few_shot(model, args.identities, seed=args.seed,
+                                    k_values=tuple(args.k), modes=tuple(args.modes),
+                                    ft_steps=args.ft_steps, progress=True,
+                                    fid_network=fid_network, targets=tuple(args.targets))
+        people = f"{args.identities} SynthHeads test identities"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    source = args.checkpoint or f"shipped model {args.pretrained}"
-    (out / "scores.json").write_text(json.dumps(
-        {"model": source, "identities": args.identities, "seed": args.seed,
-         "ft_steps": args.ft_steps,
-         "scores": {kind: {str(k): v for k, v in by_k.items()} for kind, by_k in results.items()}},
-        indent=1))
-    table = scores_table(results) + ("\nMore shots, paired over the people:\n\n"
-                                     + k_gain_table(results) if len(set(args.k)) > 1 else "")
-    attributes = "".join(f"\nAttribute recall, {kind} targets: the share of target frames "
-                         "that show each attribute (closer to the truth than to the same frame "
-                         "with that attribute changed); D's accuracy at telling the real "
-                         "targets from the FF frames.\n\n" + attribute_table(results, kind)
-                         for kind in results)
-    (out / "table.md").write_text(
-        f"Few-shot scores of {source} on {args.identities} SynthHeads test identities "
-        "(self-reenactment, 8 targets each, same-video and pose-distant).\n\n" + table +
-        f"\n{fid_note or 'FID: see the fid column (over all targets of one K).'} CSIM, where "
-        "shown, comes from the SynthHeads identity network, and so do the features of the "
-        "realism FD (its floor: other real frames of the same people). The paper's rows are "
-        "for trends, not values.\n" + attributes)
-    for name, fig in (("scores.png", scores_against_k(results)),
-                      ("gains.png", gains_against_paper(results))):
-        fig.savefig(out / name, dpi=80)
-        plt.close(fig)
-    print(table + attributes)
+    print(write_report(out, results, args.checkpoint or f"shipped model {args.pretrained}",
+                       people, real_videos=bool(args.data), fid_note=fid_note,
+                       identities=None if args.data else args.identities, seed=args.seed,
+                       ft_steps=args.ft_steps))
     print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}, "
           f"{out / 'gains.png'}")
     return 0
@@ -285,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate", help="few-shot scores on SynthHeads test identities, like Table 1")
     evaluate.add_argument("--pretrained", default="synthheads-cpu", help="a shipped model")
     evaluate.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
+    evaluate.add_argument("--data", help="a fewshot-th preprocess folder: score its held-out "
+                          "videos instead of SynthHeads people (CSIM with dlib)")
     evaluate.add_argument("--out", required=True, help="folder for table.md, scores.json/.png")
     evaluate.add_argument("--identities", type=int, default=20)
     evaluate.add_argument("--k", type=int, nargs="+", default=[1, 8, 32])

@@ -246,8 +246,11 @@ def scores_against_k(results: dict):
                   ("l1", "L1 (lower is better)"),
                   ("detail_l1", "L1 on one-sided details (lower)"),
                   ("retrieval", "identity retrieval (higher)"),
-                  ("csim", "CSIM (higher; SynthHeads identity net)")]
-    present = [(m, t) for m, t in candidates if m in first[ks[0]][methods[0]]]
+                  ("csim", "CSIM (higher)")]
+    # a metric not measured for every method and K (CSIM where no face was found) is left out
+    present = [(m, t) for m, t in candidates
+               if all(by_k[k][method].get(m) is not None for by_k in kinds.values()
+                      for k in ks for method in methods)]
     panels, constant = [], []
     for metric, title in present:
         values = {round(float(by_k[k][method][metric]), 4) for by_k in kinds.values()

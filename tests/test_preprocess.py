@@ -136,12 +136,13 @@ def test_the_command_reports_and_refuses_bad_arguments(videos, tmp_path, cli):
 @pytest.fixture(scope="module")
 def folder(videos, tmp_path_factory):
     """A preprocessed folder of 32 px crops: the astronaut and the SynthHeads person, and
-    four more short videos of the astronaut moving in other ways."""
+    six more short videos of the astronaut moving in other ways (take5 is the one that
+    VideoFolder holds out, by its name)."""
     source, _ = videos
     more = tmp_path_factory.mktemp("more")
     face = astronaut()[:320, 60:380]
-    for n in range(4):
-        moving = [resize(face[3 * t:, n * 10 + t:][:280, :280], (160, 160),
+    for n in range(6):
+        moving = [resize(face[3 * t:, n * 8 + t:][:280, :280], (160, 160),
                          preserve_range=True).astype(np.uint8) for t in range(10)]
         _video(more / f"take{n}.mp4", moving)
     files = [source / "astronaut.mp4", source / "synth.mp4"] + sorted(more.glob("*.mp4"))
@@ -154,8 +155,8 @@ def test_a_video_folder_reads_only_the_frames_an_episode_needs(folder):
     from fewshot_th.data import EpisodeDataset, VideoFolder
 
     videos = VideoFolder(folder)
-    assert len(videos) == 6 and videos.size == 32
-    assert [videos.num_frames(i) for i in range(6)] == [FRAMES, FRAMES, 10, 10, 10, 10]
+    assert len(videos) == 8 and videos.size == 32
+    assert [videos.num_frames(i) for i in range(8)] == [FRAMES, FRAMES] + [10] * 6
     frames, points = videos.get_frames(2, [9, 0])
     stored = np.load(folder / "videos" / videos.videos[2]["name"] / "frames.npy")
     assert torch.equal(frames[1], torch.from_numpy(stored[0]).permute(2, 0, 1) / 255)
@@ -170,7 +171,8 @@ def test_a_video_folder_reads_only_the_frames_an_episode_needs(folder):
     with pytest.raises(FileNotFoundError, match="fewshot-th preprocess"):
         VideoFolder(folder / "videos")
     with pytest.raises(IndexError):
-        videos.get_frames(6)
+        videos.get_frames(8)
+    assert [v["name"] for v in VideoFolder(folder, "test").videos] == ["take5"]
 
 
 def test_train_takes_a_video_folder(folder, tmp_path, cli):
@@ -180,6 +182,19 @@ def test_train_takes_a_video_folder(folder, tmp_path, cli):
     assert result.returncode == 0, result.stderr
     meta = json.loads((tmp_path / "run" / "step-00000002.json").read_text())
     assert meta["data"]["dataset"] == "VideoFolder" and meta["data"]["split"] == "train"
+    assert meta["data"]["videos"] == 7  # take5 is held out
+    # evaluate scores the held-out video, with the K gain, and no SynthHeads-only tables
+    scored = cli(["evaluate", "--checkpoint", tmp_path / "run" / "step-00000002.json",
+                  "--data", folder, "--k", "1", "4", "--modes", "ff", "--no-fid",
+                  "--out", tmp_path / "scores"])
+    assert scored.returncode == 0, scored.stderr
+    table = (tmp_path / "scores" / "table.md").read_text()
+    assert "1 held-out videos of" in table and "| FF | 1 -> 4 |" in table
+    assert "Attribute recall" not in table
+    too_many = cli(["evaluate", "--checkpoint", tmp_path / "run" / "step-00000002.json",
+                    "--data", folder, "--k", "8", "--no-fid", "--out", tmp_path / "x"])
+    assert too_many.returncode == 2 and "no test videos with at least 16 frames" \
+        in too_many.stderr
     wrong = cli(["train", "--profile", "cpu", "--data", str(folder), "--steps", "1",
                  "--out", str(tmp_path / "wrong")])
     assert wrong.returncode == 2 and "holds 32 px crops and the cpu profile draws 64 px" \
@@ -187,3 +202,29 @@ def test_train_takes_a_video_folder(folder, tmp_path, cli):
     missing = cli(command + ["--out", str(tmp_path / "missing"), "--steps", "1", "--data",
                              str(tmp_path)])
     assert missing.returncode == 2 and "manifest.json does not exist" in missing.stderr
+
+
+def test_folder_scores_are_the_frames_scores(folder):
+    from fewshot_th.config import tiny
+    from fewshot_th.data import VideoFolder
+    from fewshot_th.folder_evaluation import evaluate_video_folder
+    from fewshot_th.meta import TalkingHeadModel
+    from fewshot_th.metrics import ssim
+
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=2)
+    videos = VideoFolder(folder)
+    results = evaluate_video_folder(model, videos, k_values=(1, 4), modes=("ff", "ft"),
+                                    ft_steps=1)["same-video"]
+    assert list(results[4]) == ["FF", "FT", "mean of sources", "nearest-landmark source"]
+    assert all(len(m["ssim_by_identity"]) == 8 for m in results[4].values())
+    # copying the one source (frame 0) onto the targets of the second half, recomputed here
+    frames, _ = videos.get_frames(2, [0, 5, 6, 7, 8, 9])
+    copied = results[1]["mean of sources"]["ssim_by_identity"][2]
+    assert copied == pytest.approx(float(ssim(frames[:1].expand(5, -1, -1, -1),
+                                              frames[1:]).mean()), abs=1e-6)
+    # dlib finds no face in 32 px crops: CSIM is left out, not made up
+    assert results[1]["FF"]["csim"] is None and results[1]["FF"]["csim_frames"] == 0
+    videos.size = 64  # as a folder preprocessed for another profile
+    with pytest.raises(ValueError, match="the videos hold 64 px frames and the model draws 32"):
+        evaluate_video_folder(model, videos)
