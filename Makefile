@@ -39,9 +39,9 @@ book: $(STAMP)
 check-book:
 	$(BIN)/python book/check_html.py _build/html $(if $(SHOTS),--shots $(SHOTS))
 
-# Every test in one pytest run: unit tests, a book build that must have no warnings
-# (tests/test_book.py) and every chapter under nbval (pytest options in pyproject.toml),
-# after ruff has checked the code (pyproject.toml's [tool.ruff]).
+# Every test in one pytest run: unit tests, every chapter under nbval (pytest options in
+# pyproject.toml) and a build of the book from the chapters' stored outputs that must have
+# no warnings (tests/test_book.py), after ruff has checked the code ([tool.ruff]).
 # FEWSHOT_TH_QUICK=1 shortens the chapters' live experiments (same code, fewer steps).
 test: $(STAMP)
 	$(BIN)/ruff check fewshot_th tests book bench conftest.py

@@ -3,8 +3,11 @@
 Runs each chapter in a fresh kernel with the CPU profile and the full live experiments (the
 reader's run, not the tests' shortened one) and keeps every output, so that the notebooks
 show their figures, tables and numbers on GitHub, in nbviewer and in Colab before anyone runs
-them. Figures are drawn at 80 dpi to keep the repository small; execution timestamps and
-the widgets' saved state are dropped. The cells marked ``# NBVAL_CHECK_OUTPUT`` are the ones
+them. Figures are drawn at 80 dpi to keep the repository small; execution timestamps are
+dropped. The widgets' saved state (what each widget shows at its start, about 0.5 MB for the
+whole book) is kept: the rendered book shows the widgets from it without a kernel, and the
+tests build the book from these stored outputs instead of running every chapter a second
+time (``tests/test_book.py``). The cells marked ``# NBVAL_CHECK_OUTPUT`` are the ones
 ``pytest --nbval-lax`` compares with the tests' shortened run, so their outputs must not
 depend on the shortening (they hold shapes, counts and stored results).
 
@@ -36,10 +39,6 @@ def refresh(path: Path) -> float:
             continue
         cell.metadata.pop("execution", None)  # timestamps: noise in every diff
         images += sum("image/png" in output.get("data", {}) for output in cell.outputs)
-    # The widgets' saved state (every slider position's figure, 1 MB in chapter 1) stays out
-    # of git: the book renders widgets from its own run, and each widget is followed by a
-    # static picture of what it shows.
-    notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
     seconds = time.perf_counter() - start
     print(f"refreshed {path}: {images} figures, {path.stat().st_size / 2**10:.0f} KiB, "
