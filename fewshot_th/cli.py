@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--content", nargs="+", choices=CONTENT_TERMS,
                        help="content-loss terms (default: the profile's)")
-    train.add_argument("--vgg19", help="path of torchvision's vgg19 weights file")
+    train.add_argument("--vgg19", help="torchvision's vgg19 weights file, or a conversion of "
+                       "the Caffe model the paper used (keys conv1_1.weight ...)")
     train.add_argument("--vggface", help="path of a converted VGG-Face state dict")
     train.add_argument("--synthface", help="the .safetensors file of another SynthHeads "
                        "face-recognition network for the synthface term (default: the shipped "

@@ -94,29 +94,57 @@ class _FrozenFeatures(nn.Module):
 
 
 class VGG19Features(_FrozenFeatures):
-    """VGG19's convolutional part in torchvision's layout, up to relu5_1.
+    """VGG19's convolutional part, up to relu5_1, in one of two kinds of weights.
 
-    ``state_dict`` keys are torchvision's (``features.0.weight`` ...), so its ImageNet file
-    loads directly (its classifier keys are ignored). Input: RGB in [0, 1], normalised with
-    ImageNet's mean and standard deviation inside.
+    * torchvision's ImageNet file (``caffe=False``; keys ``features.0.weight`` ...): input RGB
+      in [0, 1], normalised with ImageNet's mean and standard deviation inside.
+    * the original Caffe model the paper used (``caffe=True``; a PyTorch conversion with keys
+      ``conv1_1.weight`` ... ``conv5_1.weight``): input converted Caffe-style inside, RGB
+      [0, 1] -> BGR on the 0-255 scale minus ImageNet's mean colour.
+
+    The paper's layer weights (``TrainConfig.content``) were set for the Caffe features. With
+    torchvision's weights the same weights give another loss: its inputs are about
+    255 x 0.226 = 58 times smaller, and so, to first order, are the first layers' feature
+    differences. The loss is not rescaled to hide that; give a Caffe conversion
+    (``load_vgg19(path)`` tells the two apart by their keys) for the paper's scale.
     """
 
     taps = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+    conv_names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                  "conv3_4", "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
 
-    def __init__(self):
+    def __init__(self, caffe: bool = False):
         super().__init__()
         config = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                   512]
-        self.layers = nn.Sequential(*[layer for _, layer in _vgg_layers(config, None)])
+        named = _vgg_layers(config, self.conv_names)
+        self.layers = nn.Sequential(*[layer for _, layer in named])
+        self._index = {name: i for i, (name, _) in enumerate(named) if name and name != "pool"}
+        self.caffe = bool(caffe)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        # the Caffe model's mean colour, B, G, R on the 0-255 scale
+        self.register_buffer("mean_bgr", torch.tensor([103.939, 116.779, 123.68])
+                             .view(1, 3, 1, 1), persistent=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if self.caffe:
+            return x.flip(1) * 255.0 - self.mean_bgr
         return (x - self.mean) / self.std
 
     def load_torchvision_state_dict(self, state: dict) -> None:
         wanted = {k.replace("features.", "layers.", 1): v for k, v in state.items()
                   if k.startswith("features.") and int(k.split(".")[1]) < len(self.layers)}
+        self.load_state_dict({**wanted, "mean": self.mean, "std": self.std})
+
+    def load_caffe_state_dict(self, state: dict) -> None:
+        wanted = {}
+        for name, index in self._index.items():
+            for part in ("weight", "bias"):
+                if f"{name}.{part}" not in state:
+                    raise ValueError(f"the Caffe VGG19 state dict has no {name}.{part!r}: "
+                                     "expected keys conv1_1.weight ... conv5_1.bias")
+                wanted[f"layers.{index}.{part}"] = state[f"{name}.{part}"]
         self.load_state_dict({**wanted, "mean": self.mean, "std": self.std})
 
 
@@ -198,7 +226,9 @@ def load_synthface(path: str | os.PathLike | None = None) -> SynthFaceFeatures:
 
 
 def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
-    """VGG19 with ImageNet weights: from ``path``, else the torch hub cache, else downloaded.
+    """VGG19 with ImageNet weights: from ``path``, else torchvision's file in the torch hub
+    cache, else downloaded. A file with Caffe-conversion keys (``conv1_1.weight`` ...) loads
+    as the Caffe model the paper used, with its input convention (``VGG19Features``).
 
     Raises ``FeatureWeightsMissing`` (naming the file and directory) when none works.
     """
@@ -209,8 +239,12 @@ def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
     path = Path(path)
     if not path.exists():
         raise FeatureWeightsMissing(f"no VGG19 weights file at {path}")
-    network = VGG19Features()
-    network.load_torchvision_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    network = VGG19Features(caffe="conv1_1.weight" in state)
+    if network.caffe:
+        network.load_caffe_state_dict(state)
+    else:
+        network.load_torchvision_state_dict(state)
     return network.freeze()
 
 

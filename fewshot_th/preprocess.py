@@ -3,7 +3,8 @@
 ``preprocess_videos(VIDEOS, OUT)`` (and ``fewshot-th preprocess VIDEOS OUT``) decodes each
 video (imageio), keeps ``frames`` frames spread evenly over it, finds the 68 landmarks of the
 largest face in each (``fewshot_th.landmarks.detect_landmarks``: face-alignment's FAN as in
-the paper when its weights are there, dlib's offline detector otherwise), crops one square per
+the paper when its weights are in the torch hub cache, dlib's offline detector otherwise:
+``choose_detector``), crops one square per
 video around the face track, framed as SynthHeads frames its faces (``reenact.face_box``), and
 resizes it to ``size``. The result on disk::
 
@@ -35,10 +36,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write
 from .checks import is_int
-from .landmarks import count_faces_and_landmarks
+from .landmarks import FACE_ALIGNMENT_FILES, count_faces_and_landmarks
 from .reenact import crop_faces, face_box
 
-__all__ = ["preprocess_videos", "VIDEO_SUFFIXES", "FORMAT"]
+__all__ = ["preprocess_videos", "choose_detector", "VIDEO_SUFFIXES", "FORMAT"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FORMAT = "fewshot_th video folder, version 1"
@@ -67,6 +68,21 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8 or frame.ndim != 3:
         raise ValueError(f"frames must be 8-bit images, got {frame.dtype} {frame.shape}")
     return np.ascontiguousarray(frame[..., :3])
+
+
+def choose_detector(detector: str = "auto") -> tuple[str, str]:
+    """The landmark detector to use and a note on why: ``"auto"`` is face-alignment's FAN (as
+    in the paper) when its weights are in the torch hub cache, else dlib's offline detector."""
+    if detector != "auto":
+        return detector, ""
+    import torch
+
+    directory = Path(torch.hub.get_dir()) / "checkpoints"
+    missing = [name for name in FACE_ALIGNMENT_FILES if not (directory / name).exists()]
+    if not missing:
+        return "face_alignment", ""
+    return "dlib", (f"face-alignment's weights ({', '.join(missing)}) are not in {directory}: "
+                    "dlib's detector is used (--detector face_alignment downloads them)")
 
 
 def _one_video(path: Path, folder: Path, size: int, frames: int, detector: str,
@@ -140,7 +156,7 @@ def _video_files(videos) -> list[Path]:
     return paths
 
 
-def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "dlib",
+def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "auto",
                       min_frames: int = 8, min_face: int = 64, workers: int = 1,
                       progress: bool = True) -> dict:
     """Preprocess ``videos`` (a folder, searched recursively for video files, or a list of
@@ -155,8 +171,12 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
             raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}")
     if min_frames > frames:
         raise ValueError(f"min_frames ({min_frames}) cannot exceed frames ({frames})")
-    if detector not in ("dlib", "face_alignment"):
-        raise ValueError(f"detector must be 'dlib' or 'face_alignment', got {detector!r}")
+    if detector not in ("auto", "dlib", "face_alignment"):
+        raise ValueError(f"detector must be 'auto', 'dlib' or 'face_alignment', got "
+                         f"{detector!r}")
+    detector, note = choose_detector(detector)
+    if note and progress:
+        print(note)
     paths = _video_files(videos)
     if not paths:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {videos}")
@@ -227,7 +247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="the dataset folder to write (a rerun continues it)")
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--frames", type=int, default=32, help="frames kept per video")
-    parser.add_argument("--detector", choices=["dlib", "face_alignment"], default="dlib")
+    parser.add_argument("--detector", choices=["auto", "dlib", "face_alignment"], default="auto",
+                        help="auto: face-alignment (FAN) when its weights are cached, else dlib")
     parser.add_argument("--min-frames", type=int, default=8,
                         help="skip a video with fewer frames that show a face")
     parser.add_argument("--min-face", type=int, default=64,

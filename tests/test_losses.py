@@ -103,6 +103,34 @@ def test_vgg19_normalises_rgb_input_with_imagenet_statistics():
     torch.testing.assert_close(white, expected)
 
 
+def test_vgg19_in_the_papers_caffe_form_loads_by_its_keys_and_takes_bgr_0_255(tmp_path):
+    """The paper's VGG19 is the Caffe model: a conversion with conv1_1.weight ... keys loads
+    with Caffe's input convention, the same weights as torchvision's layout."""
+    torchvision_state = _torchvision_style_vgg19_state()
+    names = VGG19Features.conv_names
+    convs = sorted({int(k.split(".")[1]) for k in torchvision_state
+                    if k.startswith("features.") and int(k.split(".")[1]) < 29})
+    caffe_state = {f"{names[n]}.{part}": torchvision_state[f"features.{index}.{part}"]
+                   for n, index in enumerate(convs) for part in ("weight", "bias")}
+    torch.save(caffe_state, tmp_path / "vgg19_caffe.pth")
+    caffe = load_vgg19(tmp_path / "vgg19_caffe.pth")
+    assert caffe.caffe and not load_vgg19(_saved(tmp_path, torchvision_state)).caffe
+    torch.testing.assert_close(caffe.layers[28].weight, torchvision_state["features.28.weight"])
+    red = torch.zeros(1, 3, 1, 1)
+    red[0, 0] = 1.0
+    torch.testing.assert_close(caffe.preprocess(red).flatten(),
+                               torch.tensor([-103.939, -116.779, 255 - 123.68]))
+    del caffe_state["conv5_1.bias"]
+    torch.save(caffe_state, tmp_path / "vgg19_caffe.pth")
+    with pytest.raises(ValueError, match="conv5_1.bias"):
+        load_vgg19(tmp_path / "vgg19_caffe.pth")
+
+
+def _saved(folder, state):
+    torch.save(state, folder / "vgg19_torchvision.pth")
+    return folder / "vgg19_torchvision.pth"
+
+
 def test_vggface_takes_caffe_style_bgr_0_255_mean_subtracted_input():
     network = VGGFaceFeatures()
     red = torch.zeros(1, 3, 1, 1)

@@ -17,6 +17,12 @@ from fewshot_th.reenact import write_video
 FRAMES = 12
 
 
+def _prepare(videos, out, **settings):
+    """preprocess_videos with dlib (the same detector on every machine), FRAMES frames."""
+    return preprocess_videos(videos, out, frames=FRAMES, detector="dlib", progress=False,
+                             **settings)
+
+
 def _video(path, images):
     """Write ``(T, H, W, 3)`` uint8 images as an mp4."""
     frames = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 255
@@ -45,7 +51,7 @@ def videos(tmp_path_factory):
 
 def test_good_videos_are_kept_and_bad_ones_skipped_with_their_reason(videos, tmp_path):
     folder, truth = videos
-    manifest = preprocess_videos(folder, tmp_path, size=64, frames=FRAMES, progress=False)
+    manifest = _prepare(folder, tmp_path, size=64)
     kept = {entry["name"]: entry for entry in manifest["videos"]}
     assert set(kept) == {"synth", "astronaut"}
     reasons = {entry["name"]: entry["skipped"] for entry in manifest["skipped"]}
@@ -70,7 +76,7 @@ def test_good_videos_are_kept_and_bad_ones_skipped_with_their_reason(videos, tmp
 def test_the_crops_landmarks_are_where_synthheads_drew_the_face(videos, tmp_path):
     """Detector and crop measured against the exact landmarks of the rendered video."""
     folder, truth = videos
-    preprocess_videos(folder / "synth.mp4", tmp_path, size=64, frames=FRAMES, progress=False)
+    _prepare(folder / "synth.mp4", tmp_path, size=64)
     info = json.loads((tmp_path / "videos" / "synth" / "info.json").read_text())
     detected = np.load(tmp_path / "videos" / "synth" / "landmarks.npy")
     left, top, side = info["box"]
@@ -86,7 +92,7 @@ def test_the_crops_landmarks_are_where_synthheads_drew_the_face(videos, tmp_path
 def test_a_rerun_skips_what_is_done_and_redoes_what_a_kill_cut_short(videos, tmp_path,
                                                                    monkeypatch):
     folder, _ = videos
-    first = preprocess_videos(folder, tmp_path, size=64, frames=FRAMES, progress=False)
+    first = _prepare(folder, tmp_path, size=64)
     # killed while writing the astronaut: its folder is gone, a temporary one is left
     import shutil
 
@@ -97,19 +103,18 @@ def test_a_rerun_skips_what_is_done_and_redoes_what_a_kill_cut_short(videos, tmp
     real = preprocess._one_video
     monkeypatch.setattr(preprocess, "_one_video",
                         lambda path, *rest: done.append(path.name) or real(path, *rest))
-    again = preprocess_videos(folder, tmp_path, size=64, frames=FRAMES, progress=False)
+    again = _prepare(folder, tmp_path, size=64)
     assert done == ["astronaut.mp4"]
     assert again == first and not (tmp_path / "videos" / ".astronaut.tmp").exists()
     with pytest.raises(ValueError, match="holds 64 px crops"):
-        preprocess_videos(folder, tmp_path, size=128, frames=FRAMES, progress=False)
+        _prepare(folder, tmp_path, size=128)
 
 
 def test_worker_processes_give_the_same_dataset(videos, tmp_path):
     folder, _ = videos
     files = [folder / "astronaut.mp4", folder / "corrupt.mp4", folder / "synth.mp4"]
-    one = preprocess_videos(files, tmp_path / "one", size=32, frames=FRAMES, progress=False)
-    two = preprocess_videos(files, tmp_path / "two", size=32, frames=FRAMES, workers=2,
-                            progress=False)
+    one = _prepare(files, tmp_path / "one", size=32)
+    two = _prepare(files, tmp_path / "two", size=32, workers=2)
     assert one == two
     for name in ("astronaut", "synth"):
         for array in ("frames.npy", "landmarks.npy"):
@@ -147,7 +152,7 @@ def folder(videos, tmp_path_factory):
         _video(more / f"take{n}.mp4", moving)
     files = [source / "astronaut.mp4", source / "synth.mp4"] + sorted(more.glob("*.mp4"))
     out = tmp_path_factory.mktemp("folder")
-    preprocess_videos(files, out, size=32, frames=FRAMES, progress=False)
+    _prepare(files, out, size=32)
     return out
 
 
@@ -228,3 +233,18 @@ def test_folder_scores_are_the_frames_scores(folder):
     videos.size = 64  # as a folder preprocessed for another profile
     with pytest.raises(ValueError, match="the videos hold 64 px frames and the model draws 32"):
         evaluate_video_folder(model, videos)
+
+
+def test_auto_picks_face_alignment_when_its_weights_are_cached_and_dlib_otherwise(
+        tmp_path, monkeypatch):
+    from fewshot_th.landmarks import FACE_ALIGNMENT_FILES
+    from fewshot_th.preprocess import choose_detector
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    detector, note = choose_detector("auto")
+    assert detector == "dlib" and "dlib's detector is used" in note
+    (tmp_path / "checkpoints").mkdir()
+    for name in FACE_ALIGNMENT_FILES:
+        (tmp_path / "checkpoints" / name).write_bytes(b"weights")
+    assert choose_detector("auto") == ("face_alignment", "")
+    assert choose_detector("dlib") == ("dlib", "")
