@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -163,7 +164,9 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     files) into ``out`` (see the module's docstring); returns the manifest:
     ``{"format", "size", "videos": [entries of the kept videos], "skipped": [{"name",
     "source", "skipped": reason}]}``. Videos done or skipped by an earlier run into ``out``
-    are not processed again. ``workers`` processes work on different videos."""
+    are not processed again. ``workers`` processes work on different videos; they are
+    started fresh ("spawn"), so a script that calls this with ``workers > 1`` must do so
+    under ``if __name__ == "__main__":``."""
     for name, value, low in (("size", size, 8), ("frames", frames, 2),
                              ("min_frames", min_frames, 2), ("min_face", min_face, 1),
                              ("workers", workers, 1)):
@@ -196,8 +199,10 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
             todo.append((path, out / "videos" / name))
     arguments = [[a] * len(todo) for a in (size, frames, detector, min_frames, min_face)]
     bar = tqdm(total=len(todo), desc="preprocessing", disable=not progress or not todo)
-    with ProcessPoolExecutor(min(workers, max(len(todo), 1))) if workers > 1 else \
-            _InProcess() as pool:
+    # "spawn": a process forked from one whose OpenMP threads have run (torch's) can hang
+    with ProcessPoolExecutor(min(workers, max(len(todo), 1)),
+                             mp_context=multiprocessing.get_context("spawn")) \
+            if workers > 1 else _InProcess() as pool:
         sources, folders = [t[0] for t in todo], [t[1] for t in todo]
         for entry in pool.map(_one_video, sources, folders, *arguments):
             if "skipped" in entry:
