@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["is_int", "is_integer", "is_number"]
+__all__ = ["is_int", "is_integer", "is_number", "video_index"]
 
 
 def is_int(value) -> bool:
@@ -27,3 +27,13 @@ def is_number(value, numpy: bool = False) -> bool:
     ``bool``. NaN and infinities count as numbers: check ranges separately."""
     kinds = (int, float, np.integer, np.floating) if numpy else (int, float)
     return isinstance(value, kinds) and not isinstance(value, (bool, np.bool_))
+
+
+def video_index(index, count: int) -> int:
+    """``index`` of one of ``count`` videos as a non-negative ``int`` (negative indices count
+    from the end, as in a list); ``TypeError`` or ``IndexError`` saying what is wrong."""
+    if not is_integer(index):
+        raise TypeError(f"video index must be an integer, got {index!r}")
+    if not -count <= index < count:
+        raise IndexError(f"video index {index} out of range for {count} videos")
+    return int(index) % count

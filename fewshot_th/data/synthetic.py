@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 
-from ..checks import is_integer
+from ..checks import is_integer, video_index
 from . import raster
 from .face3d import HAIR_STYLES, face_landmarks_3d, head_geometry_3d, identity_attributes, rotation
 
@@ -339,11 +339,7 @@ class SynthHeads(torch.utils.data.Dataset):
                 f"size={self.size}, seed={self.seed})")
 
     def _video(self, index: int) -> int:
-        if not is_integer(index):
-            raise TypeError(f"video index must be an integer, got {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"video index {index} out of range for {len(self)} videos")
-        return int(index) % len(self)
+        return video_index(index, len(self))
 
     def identity_of(self, index: int) -> int:
         """Identity shown in video ``index``."""

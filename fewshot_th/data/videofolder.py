@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checks import is_integer
+from ..checks import video_index
 
 __all__ = ["VideoFolder"]
 
@@ -62,11 +62,7 @@ class VideoFolder(torch.utils.data.Dataset):
         return len(self.videos)
 
     def _index(self, index) -> int:
-        if not is_integer(index):
-            raise TypeError(f"video index must be an integer, got {index!r}")
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"video index {index} out of range for {len(self)} videos")
-        return int(index) % len(self)
+        return video_index(index, len(self))
 
     def num_frames(self, index: int) -> int:
         return int(self.videos[self._index(index)]["frames"])
