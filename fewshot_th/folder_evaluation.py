@@ -67,28 +67,24 @@ def evaluate_video_folder(model, videos, k_values: tuple[int, ...] = (1, 8),
                 sources_at, targets_at = _halves(videos.num_frames(index), k)
                 sources, source_points = videos.get_frames(index, sources_at)
                 truth, points = videos.get_frames(index, targets_at)
-                outputs, _ = copying_baselines(sources, source_points, points)
+                outputs = {}  # the model's modes first, then the copying baselines
                 for mode in modes:
                     personal = few_shot(model, sources, source_points, mode=mode,
                                         steps=ft_steps if mode == "ft" else None,
                                         content_loss=content, seed=index, progress=False)
                     outputs[mode.upper()] = personal.render(points).cpu()
+                outputs.update(copying_baselines(sources, source_points, points)[0])
                 for name, frames in outputs.items():
                     drawn.setdefault(name, []).append(frames)
                 truths.append(truth)
                 bar.update(1)
             results[k] = {name: _scores(frames, truths, csim_backend, fid_network)
-                          for name, frames in _modes_first(drawn, modes).items()}
+                          for name, frames in drawn.items()}
     finally:
         bar.close()
         for name, net in model.networks().items():
             net.train(was_training[name])
     return {"same-video": results}
-
-
-def _modes_first(drawn: dict, modes) -> dict:
-    order = [mode.upper() for mode in modes]
-    return {name: drawn[name] for name in order + [n for n in drawn if n not in order]}
 
 
 def _scores(frames: list[torch.Tensor], truths: list[torch.Tensor], csim_backend,

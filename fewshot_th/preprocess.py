@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .checkpoint import atomic_write
 from .checks import is_int
 from .landmarks import FACE_ALIGNMENT_FILES, count_faces_and_landmarks
-from .reenact import crop_faces, face_box
+from .reenact import as_rgb, crop_faces, face_box
 
 __all__ = ["preprocess_videos", "choose_detector", "VIDEO_SUFFIXES", "FORMAT"]
 
@@ -63,14 +63,6 @@ def _even_frames(path: Path, count: int) -> tuple[list[np.ndarray], list[int], i
     return [frame for _, frame in kept], [index for index, _ in kept], total
 
 
-def _rgb(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
-    if frame.dtype != np.uint8 or frame.ndim != 3:
-        raise ValueError(f"frames must be 8-bit images, got {frame.dtype} {frame.shape}")
-    return np.ascontiguousarray(frame[..., :3])
-
-
 def choose_detector(detector: str = "auto") -> tuple[str, str]:
     """The landmark detector to use and a note on why: ``"auto"`` is face-alignment's FAN (as
     in the paper) when its weights are in the torch hub cache, else dlib's offline detector."""
@@ -93,7 +85,7 @@ def _one_video(path: Path, folder: Path, size: int, frames: int, detector: str,
     entry = {"name": folder.name, "source": str(path)}
     try:
         images, indices, total = _even_frames(path, frames)
-        images = [_rgb(image) for image in images]
+        images = [as_rgb(image, path) for image in images]
     except Exception as error:  # imageio and its plugins raise many types for bad files
         return {**entry, "skipped": f"unreadable: {str(error).splitlines()[0][:200]}"}
     if not images:

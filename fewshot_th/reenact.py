@@ -189,17 +189,21 @@ def read_frames(path, max_frames: int | None = None) -> list[np.ndarray]:
                 frames.append(frame)
     except Exception as error:  # imageio raises several types for unreadable files
         raise ValueError(f"cannot read {path}: {error}") from None
-    rgb = []
-    for frame in frames:
-        frame = np.asarray(frame)
-        if frame.ndim == 2:
-            frame = np.repeat(frame[..., None], 3, axis=2)
-        if frame.dtype != np.uint8:
-            raise ValueError(f"{path}: frames must be 8-bit images, got {frame.dtype}")
-        rgb.append(np.ascontiguousarray(frame[..., :3]))
-    if not rgb:
+    if not frames:
         raise ValueError(f"{path} holds no frames")
-    return rgb
+    return [as_rgb(frame, path) for frame in frames]
+
+
+def as_rgb(frame, source="the image") -> np.ndarray:
+    """A decoded frame as RGB uint8 ``(H, W, 3)``: grey repeated, alpha dropped; other than
+    8 bits refused, naming ``source``."""
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    if frame.dtype != np.uint8 or frame.ndim != 3:
+        raise ValueError(f"{source}: frames must be 8-bit images, got {frame.dtype} "
+                         f"{frame.shape}")
+    return np.ascontiguousarray(frame[..., :3])
 
 
 def write_video(path, frames: torch.Tensor, fps: int = 12) -> Path:
