@@ -5,8 +5,10 @@ by a + 7, a + 14, ... modulo the number of people) and by another video of their
 raw landmarks, landmarks adapted by each method of ``fewshot_th.adaptation`` (Procrustes, and
 the landmark model learned on SynthHeads training people) and true landmarks; scored against
 the exact frames of the person in the driver's poses (``fewshot_th.reenact.reenactment_scores``).
-Prints a markdown table and the paired differences adapted - raw, for each method, with their
-standard errors.
+Prints a markdown table, the paired differences adapted - raw, for each method, with their
+standard errors, and the attribute recall of every kind of driving (does the frame show A's
+open mouth, glasses, colours and details, rather than the counterfactual with that one thing
+changed, the colours taken from B?).
 
     python bench/reenactment.py --people 20 --drivers 3 --modes ff
 """
@@ -21,10 +23,17 @@ import numpy as np
 import torch
 
 from fewshot_th.data import SynthHeads
+from fewshot_th.data.synthetic import COUNTERFACTUALS
 from fewshot_th.finetune import few_shot
 from fewshot_th.metrics import paired_gain, ssim
 from fewshot_th.pretrained import load_pretrained
-from fewshot_th.reenact import ADAPTATIONS, adapt_landmarks, cross_episode, reenactment_scores
+from fewshot_th.reenact import (
+    ADAPTATIONS,
+    adapt_landmarks,
+    cross_episode,
+    pooled_recall,
+    reenactment_scores,
+)
 from fewshot_th.tables import markdown_table
 
 METRICS = ("landmark_error", "ssim", "l1", "csim_source", "csim_driver")
@@ -112,6 +121,20 @@ def main() -> None:
                                                     scores[mode]["raw"][metric])
                 print(f"{mode.upper()} {method} - raw, {metric}: {mean:+.4f} ± {error:.4f} "
                       f"(positive for {positive} of {len(cross)} pairs)")
+    print()
+    recall_rows = []
+    for mode in args.modes:
+        for label, by_kind, kinds in (("A driven by B", scores[mode],
+                                       ("raw", *ADAPTATIONS, "true")),
+                                      ("A by another video of A", own[mode], ("raw",))):
+            for kind in kinds:
+                values = [pooled_recall(by_kind[kind], name) for name in COUNTERFACTUALS]
+                recall_rows.append((mode.upper(), label, kind,
+                                    *("-" if v is None else f"{v:.2f}" for v in values)))
+    frames_shown = [int(scores[args.modes[0]]["raw"]["recall_frames"][name].sum())
+                    for name in COUNTERFACTUALS]
+    recall_rows.append(("", "frames that show it (A driven by B)", "", *map(str, frames_shown)))
+    print(markdown_table(("mode", "driving", "landmarks", *COUNTERFACTUALS), recall_rows))
     if args.jaw:
         print("\n" + jaw_experiment(model, videos, cross))
     if args.figure:
@@ -119,10 +142,18 @@ def main() -> None:
     print(f"\n{time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"pairs": cross, "scores": {mode: {kind: {m: v.tolist() for m, v in
+            json.dump({"pairs": cross, "scores": {mode: {kind: {m: as_json(v) for m, v in
                                                                row.items()}
                                                         for kind, row in by.items()}
                                                  for mode, by in scores.items()}}, out)
+
+
+def as_json(value):
+    """An array, or a dict of arrays (the recalls), as lists; NaN (no frame shows the
+    attribute) as None."""
+    if isinstance(value, dict):
+        return {name: as_json(v) for name, v in value.items()}
+    return [None if np.isnan(v) else float(v) for v in np.asarray(value, float)]
 
 
 if __name__ == "__main__":

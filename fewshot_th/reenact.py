@@ -38,16 +38,16 @@ from .adaptation import (
     similarity_transform,
 )
 from .checks import is_int, is_integer
-from .data.synthetic import Pose, SynthHeads
+from .data.synthetic import COUNTERFACTUALS, Pose, SynthHeads
 from .finetune import few_shot, spread_sources
 from .identity import embed, load_identity_net
 from .landmarks import NUM_LANDMARKS, detect_landmarks, draw_landmarks
-from .metrics import l1, ssim
+from .metrics import attribute_recall, l1, ssim
 
 __all__ = ["similarity_transform", "mouth_opening", "head_turn", "neutral_shape",
            "adapt_landmarks", "ADAPTATIONS", "cross_episode", "landmark_error", "face_box",
            "crop_faces", "faces_of", "read_frames", "write_video", "reenactment_scores",
-           "reenactment_grid"]
+           "reenactment_grid", "pooled_recall", "counterfactuals_in_drivers_pose"]
 
 
 def landmark_error(points, truth) -> np.ndarray:
@@ -305,6 +305,31 @@ def _driving(episode: dict, method: str) -> np.ndarray:
                            episode["source_points"], method=method)
 
 
+def counterfactuals_in_drivers_pose(videos: SynthHeads, episode: dict) -> dict:
+    """The exact frames of the source person in the driver's poses with one attribute
+    changed (``SynthHeads.counterfactual``), for ``attribute_recall``: ``{attribute: frames}``
+    for every attribute the person has. The colours are replaced by the *driver's*
+    (the next person's when the driver is the person), so that a colour's recall asks: is
+    the frame closer to A's colour than to B's?"""
+    source, driver = episode["source"], episode["driver"]
+    other = driver if driver != source else None
+    made = {}
+    for name in COUNTERFACTUALS:
+        frames = videos.counterfactual(source, episode["pose"], name, other=other)
+        if frames is not None:
+            made[name] = frames
+    return made
+
+
+def pooled_recall(row: dict, attribute: str) -> float | None:
+    """An attribute's recall over all frames of all pairs that show it (``row``: one kind of
+    ``reenactment_scores``), or ``None`` when no frame shows it."""
+    shown = row["recall_frames"][attribute]
+    if shown.sum() == 0:
+        return None
+    return float(np.nansum(row["recall"][attribute] * shown) / shown.sum())
+
+
 def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff",),
                        ft_steps: int | None = None, progress: bool = True,
                        adaptations=ADAPTATIONS) -> dict:
@@ -319,6 +344,9 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
     mean embedding of the source's exact frames, and of the driver's real frames) and
     ``landmark_error`` (pixels, of the driving landmarks against the source's true ones).
     ``"true"`` drives with the source's true landmarks: the best any adaptation can do.
+    ``"recall"`` and ``"recall_frames"`` hold, per attribute of ``COUNTERFACTUALS``, each
+    pair's attribute recall against ``counterfactuals_in_drivers_pose`` (NaN where no frame
+    shows it) and how many frames show it (``pooled_recall`` pools them over pairs).
     """
 
     adaptations = tuple(adaptations)
@@ -329,8 +357,10 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
     if not pairs:
         raise ValueError("pairs must name at least one (source, driver) pair")
     kinds = ("raw", *adaptations, "true")
-    scores = {mode: {kind: {m: [] for m in ("ssim", "l1", "csim_source", "csim_driver",
-                                            "landmark_error")}
+    scores = {mode: {kind: {**{m: [] for m in ("ssim", "l1", "csim_source", "csim_driver",
+                                               "landmark_error")},
+                            "recall": {name: [] for name in COUNTERFACTUALS},
+                            "recall_frames": {name: [] for name in COUNTERFACTUALS}}
                      for kind in kinds} for mode in modes}
     made = _personal_models(model, k, ft_steps)
     for source, driver in tqdm(pairs, desc="reenactment", disable=not progress):
@@ -341,6 +371,7 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
                    "true": episode["truth_points"].numpy()}
         person = F.normalize(embed(net, episode["truth"]).mean(0), dim=0)
         other = F.normalize(embed(net, episode["driver_frames"]).mean(0), dim=0)
+        changed = counterfactuals_in_drivers_pose(videos, episode)
         for mode in modes:
             personal = made(source, mode, episode)
             for kind, track in driving.items():
@@ -353,8 +384,19 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
                 row["csim_driver"].append(float((e @ other).mean()))
                 row["landmark_error"].append(float(
                     landmark_error(track, episode["truth_points"]).mean()))
-    return {mode: {kind: {m: np.asarray(v) for m, v in row.items()} for kind, row in by.items()}
-            for mode, by in scores.items()}
+                for name in COUNTERFACTUALS:
+                    hits = (attribute_recall(frames, episode["truth"], changed[name])
+                            if name in changed else torch.full((1,), float("nan")))
+                    shown = hits[~hits.isnan()]
+                    row["recall"][name].append(float(shown.mean()) if len(shown) else np.nan)
+                    row["recall_frames"][name].append(len(shown))
+
+    def arrays(row):
+        return {m: ({name: np.asarray(v) for name, v in values.items()}
+                    if isinstance(values, dict) else np.asarray(values))
+                for m, values in row.items()}
+
+    return {mode: {kind: arrays(row) for kind, row in by.items()} for mode, by in scores.items()}
 
 
 def reenactment_grid(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff", "ft"),

@@ -134,3 +134,57 @@ def test_sources_and_driver_come_from_a_synthheads_person_or_a_file(tmp_path):
         sources_from(32, 4, person=1, video=tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="exactly one of person and video"):
         driver_from(32, 6)
+
+
+class _Drawn:
+    """A stand-in person model that draws given frames whatever the landmarks."""
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def render(self, track):
+        assert len(track) == len(self.frames)
+        return self.frames
+
+
+def test_reenactment_scores_count_what_the_frames_show(monkeypatch):
+    """With frames that are exactly A in B's poses every attribute that shows is recalled and
+    SSIM is 1; with A's frames in B's hair colour the hair is never recalled; the counts of
+    frames that show each attribute are those of the counterfactual renders."""
+    from fewshot_th import reenact
+    from fewshot_th.data.synthetic import COUNTERFACTUALS
+    from fewshot_th.metrics import attribute_recall
+
+    heads = SynthHeads("test", num_identities=6, num_videos_per_identity=2, frames_per_video=40,
+                       size=64, seed=0)
+    pairs = [(0, 3), (2, 5)]
+    for drawn in ("exact", "hair of B"):
+        def maker(model, k, ft_steps, drawn=drawn):
+            def made(source, mode, episode):
+                if drawn == "exact":
+                    return _Drawn(episode["truth"])
+                return _Drawn(heads.counterfactual(source, episode["pose"], "hair",
+                                                   other=episode["driver"]))
+            return made
+
+        monkeypatch.setattr(reenact, "_personal_models", maker)
+        scores = reenact.reenactment_scores(None, heads, pairs, k=4, progress=False,
+                                            adaptations=("procrustes",))["ff"]
+        for kind in ("raw", "procrustes", "true"):
+            row = scores[kind]
+            assert set(row["recall"]) == set(COUNTERFACTUALS)
+            if drawn == "exact":
+                assert np.allclose(row["ssim"], 1.0) and np.allclose(row["l1"], 0.0)
+                for name in COUNTERFACTUALS:
+                    shown = row["recall_frames"][name]
+                    assert reenact.pooled_recall(row, name) == (1.0 if shown.sum() else None)
+            else:
+                assert reenact.pooled_recall(row, "hair") == 0.0
+                assert reenact.pooled_recall(row, "mouth open") == 1.0
+    episode = cross_episode(heads, 2, 5, k=4)
+    changed = reenact.counterfactuals_in_drivers_pose(heads, episode)
+    for name, frames in changed.items():
+        shown = (~attribute_recall(episode["truth"], episode["truth"], frames).isnan()).sum()
+        assert scores["raw"]["recall_frames"][name][1] == shown
+    assert set(COUNTERFACTUALS) - set(changed) == {
+        name for name in COUNTERFACTUALS if heads.counterfactual(2, episode["pose"], name) is None}
