@@ -15,7 +15,8 @@ from .landmarks import draw_landmarks
 
 __all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram",
            "stage_shapes", "architecture", "scores_against_k", "gains_against_paper",
-           "show_methods", "show_frame", "show_episode", "show_few_shot", "show_reenactment"]
+           "show_methods", "show_frame", "show_episode", "show_few_shot", "show_reenactment",
+           "show_video_folder_frame"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -392,3 +393,19 @@ def show_reenactment(entry: dict, mode: str = "ff", adapted: bool = True, frame:
                        ["driver's frame", f"{'adapted' if adapted else 'raw'} landmarks",
                         f"{mode.upper()} (L1 {error:.3f})", "exact frame"], size=2.2,
                        suptitle=title)
+
+
+def show_video_folder_frame(videos, index: int = 0, frame: int = 0, size: float = 2.6):
+    """One frame of a preprocessed video (``fewshot_th.data.VideoFolder``): the crop, its
+    landmark image and both overlaid, titled with the video's name and source frame."""
+    from .landmarks import draw_landmarks
+
+    entry = videos.videos[index]
+    if not 0 <= frame < videos.num_frames(index):
+        raise ValueError(f"frame must be in [0, {videos.num_frames(index)}), got {frame}")
+    images, points = videos.get_frames(index, [frame])
+    drawn = draw_landmarks(points, videos.size)
+    source_frame = entry["frame_indices"][frame]
+    return show_images([images[0], drawn[0], overlay(images, drawn)[0]],
+                       ["crop", "landmarks", "both"], ncols=3, size=size,
+                       suptitle=f"{entry['name']}: frame {source_frame} of the video")

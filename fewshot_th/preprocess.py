@@ -11,7 +11,7 @@ resizes it to ``size``. The result on disk::
     OUT/manifest.json                 what was kept and what was skipped, and why
     OUT/videos/NAME/frames.npy        uint8 (T, size, size, 3), read with np.load(mmap_mode="r")
     OUT/videos/NAME/landmarks.npy     float32 (T, 68, 2), pixels of the crop
-    OUT/videos/NAME/info.json         its source, the frames kept (indices in the video), the box
+    OUT/videos/NAME/info.json         its source, person, the frames kept (their indices), the box
     OUT/skipped/NAME.json             the source and the reason it was skipped
 
 A video is written to a temporary folder and renamed when complete, so a run that is killed
@@ -78,11 +78,11 @@ def choose_detector(detector: str = "auto") -> tuple[str, str]:
                     "dlib's detector is used (--detector face_alignment downloads them)")
 
 
-def _one_video(path: Path, folder: Path, size: int, frames: int, detector: str,
+def _one_video(path: Path, folder: Path, person: str, size: int, frames: int, detector: str,
                min_frames: int, min_face: int) -> dict:
     """Preprocess one video into ``folder``; returns its manifest entry (with ``"skipped"``
     and no folder written when it cannot be used)."""
-    entry = {"name": folder.name, "source": str(path)}
+    entry = {"name": folder.name, "person": person, "source": str(path)}
     try:
         images, indices, total = _even_frames(path, frames)
         images = [as_rgb(image, path) for image in images]
@@ -124,29 +124,41 @@ def _one_video(path: Path, folder: Path, size: int, frames: int, detector: str,
     return entry
 
 
-def _names(paths: list[Path]) -> list[str]:
-    """A folder name per video: its file name without the suffix, numbered where two agree."""
-    names, seen = [], {}
+def _clean(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "video"
+
+
+def _names(paths: list[Path], root: Path | None = None) -> list[tuple[str, str]]:
+    """A folder name and a person per video. Under a folder ``root`` the name is the path
+    below it (``id00012/_raLTH_FA6w/00001.mp4``, VoxCeleb2's layout, becomes
+    ``id00012__raLTH_FA6w__00001``) and the person is its first folder (``id00012``); for a
+    list of files, or a file directly in ``root``, both are the file name without its suffix.
+    Names that still agree are numbered."""
+    named, seen = [], {}
     for path in paths:
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem) or "video"
+        parts = path.relative_to(root).with_suffix("").parts if root is not None \
+            else (path.stem,)
+        stem = "__".join(_clean(part) for part in parts)
         seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return names
+        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        named.append((name, _clean(parts[0]) if len(parts) > 1 else name))
+    return named
 
 
-def _video_files(videos) -> list[Path]:
+def _video_files(videos) -> tuple[list[Path], Path | None]:
+    """The video files, and the folder they were found in (``None`` for a list of files)."""
     if isinstance(videos, (str, os.PathLike)):
         root = Path(videos)
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
         if root.is_file():
-            return [root]
-        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+            return [root], None
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES), root
     paths = [Path(p) for p in videos]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"these videos do not exist: {', '.join(missing[:5])}")
-    return paths
+    return paths, None
 
 
 def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "auto",
@@ -172,7 +184,8 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     detector, note = choose_detector(detector)
     if note and progress:
         print(note)
-    paths = _video_files(videos)
+    paths, root = _video_files(videos)
+    named = _names(paths, root)
     if not paths:
         raise ValueError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {videos}")
     out = Path(out)
@@ -185,23 +198,23 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     (out / "videos").mkdir(parents=True, exist_ok=True)
     (out / "skipped").mkdir(exist_ok=True)
     todo = []
-    for path, name in zip(paths, _names(paths)):
+    for path, (name, person) in zip(paths, named):
         if not (out / "videos" / name / "info.json").exists() and \
                 not (out / "skipped" / f"{name}.json").exists():
-            todo.append((path, out / "videos" / name))
+            todo.append((path, out / "videos" / name, person))
     arguments = [[a] * len(todo) for a in (size, frames, detector, min_frames, min_face)]
     bar = tqdm(total=len(todo), desc="preprocessing", disable=not progress or not todo)
     # "spawn": a process forked from one whose OpenMP threads have run (torch's) can hang
     with ProcessPoolExecutor(min(workers, max(len(todo), 1)),
                              mp_context=multiprocessing.get_context("spawn")) \
             if workers > 1 else _InProcess() as pool:
-        sources, folders = [t[0] for t in todo], [t[1] for t in todo]
-        for entry in pool.map(_one_video, sources, folders, *arguments):
+        sources, folders, people = zip(*todo) if todo else ((), (), ())
+        for entry in pool.map(_one_video, sources, folders, people, *arguments):
             if "skipped" in entry:
                 (out / "skipped" / f"{entry['name']}.json").write_text(json.dumps(entry))
             bar.update(1)
     bar.close()
-    manifest = _manifest(out, size, _names(paths))
+    manifest = _manifest(out, size, [name for name, _ in named])
     if progress:
         print(f"{len(manifest['videos'])} videos kept, {len(manifest['skipped'])} skipped "
               f"({len(paths) - len(todo)} done before); manifest: {manifest_path}")

@@ -28,8 +28,10 @@ def write_report(out, results: dict, source: str, people: str, *, real_videos: b
          "scores": {kind: {str(k): v for k, v in by_k.items()} for kind, by_k in results.items()}},
         indent=1))
     several_k = any(len(by_k) > 1 for by_k in results.values())
-    table = scores_table(results) + ("\nMore shots, paired over the people:\n\n"
-                                     + k_gain_table(results) if several_k else "")
+    data = "held-out videos" if real_videos else "SynthHeads"
+    table = scores_table(results, data, "dlib" if real_videos else "SynthHeads identity "
+                         "network") + ("\nMore shots, paired over the people:\n\n"
+                                       + k_gain_table(results, data) if several_k else "")
     attributes = "" if real_videos else "".join(
         f"\nAttribute recall, {kind} targets: the share of target frames that show each "
         "attribute (closer to the truth than to the same frame with that attribute changed); "

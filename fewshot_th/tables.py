@@ -32,10 +32,12 @@ def by_target_kind(results: dict) -> dict:
                      f"keys {list(results)}")
 
 
-def scores_table(results: dict) -> str:
-    """A Markdown table like the paper's Table 1 from ``evaluate_few_shot``'s results: one
-    row per target kind and method, each metric as "K = 1 / 8 / 32" values, the paper's
-    VoxCeleb2 rows below."""
+def scores_table(results: dict, data: str = "SynthHeads",
+                 csim_network: str = "SynthHeads identity network") -> str:
+    """A Markdown table like the paper's Table 1 from ``evaluate_few_shot``'s (or
+    ``evaluate_video_folder``'s) results: one row per target kind and method, each metric as
+    "K = 1 / 8 / 32" values, the paper's VoxCeleb2 rows below. ``data`` names what was
+    scored (the first column) and ``csim_network`` the network behind CSIM."""
     kinds = by_target_kind(results)
     first = next(iter(kinds.values()))
     ks = sorted(first, key=int)
@@ -50,17 +52,17 @@ def scores_table(results: dict) -> str:
         ("detail_l1", "L1 on one-sided details (lower)", 3),
         ("fd", "realism FD (lower)", 2),
         ("retrieval", "identity retrieval (higher)", 2),
-        ("csim", "CSIM (higher; SynthHeads identity network)", 3),
+        ("csim", f"CSIM (higher; {csim_network})", 3),
     ) if key in present]
     rows = []
     k_text = " / ".join(str(k) for k in ks)
     for kind, by_k in kinds.items():
         for method in methods:
-            rows.append([f"SynthHeads, {kind} targets", method, k_text] +
+            rows.append([f"{data}, {kind} targets", method, k_text] +
                         [" / ".join(_number(by_k[k][method].get(m), digits) for k in ks)
                          for m, _, digits in metrics])
         if "fd_floor" in by_k[ks[0]][methods[0]]:
-            rows.append([f"SynthHeads, {kind} targets", "other real frames (floor)", "-"] +
+            rows.append([f"{data}, {kind} targets", "other real frames (floor)", "-"] +
                         [_number(by_k[ks[0]][methods[0]]["fd_floor"], 2) if m == "fd" else "-"
                          for m, _, _ in metrics])
     for method, values in PAPER_TABLE1.items():
@@ -99,11 +101,11 @@ def attribute_table(results: dict, kind: str = "same-video") -> str:
     return "\n".join(lines) + "\n"
 
 
-def k_gain_table(results: dict) -> str:
+def k_gain_table(results: dict, data: str = "SynthHeads") -> str:
     """Do more shots help? A Markdown table with one row per target kind and generating
     method: the SSIM gain from the smallest K to the largest, paired over the test people
-    (mean ± standard error, and for how many people it is positive), and the L1 on the
-    one-sided details at both ends."""
+    (mean ± standard error, "-" for one person, and for how many people it is positive), and
+    the L1 on the one-sided details at both ends; ``data`` names what was scored."""
     rows = []
     for kind, by_k in by_target_kind(results).items():
         ks = sorted(by_k, key=int)
@@ -111,8 +113,8 @@ def k_gain_table(results: dict) -> str:
         for method in (m for m in ("FF", "FT", "model") if m in low):
             mean, error, better = paired_gain(high[method]["ssim_by_identity"],
                                               low[method]["ssim_by_identity"])
-            rows.append([f"SynthHeads, {kind} targets", method, f"{ks[0]} -> {ks[-1]}",
-                         f"{mean:+.4f} ± {error:.4f}",
+            rows.append([f"{data}, {kind} targets", method, f"{ks[0]} -> {ks[-1]}",
+                         f"{mean:+.4f} ± {_number(error, 4)}",
                          f"{better} of {len(low[method]['ssim_by_identity'])}",
                          f"{_number(low[method].get('detail_l1'), 3)} -> "
                          f"{_number(high[method].get('detail_l1'), 3)}"])

@@ -11,12 +11,18 @@ import numpy as np
 
 from .checks import is_integer
 from .data.episodes import EpisodeDataset
-from .plot import show_episode, show_frame, show_images, show_reenactment
+from .plot import (
+    show_episode,
+    show_frame,
+    show_images,
+    show_reenactment,
+    show_video_folder_frame,
+)
 
 # The static figures these widgets draw live in fewshot_th.plot (show_frame, show_episode,
 # show_few_shot, show_reenactment).
 __all__ = ["synthheads_viewer", "episode_viewer", "few_shot_explorer", "UserStudy",
-           "reenactment_explorer"]
+           "reenactment_explorer", "video_folder_viewer"]
 
 
 def synthheads_viewer(dataset) -> widgets.Widget:
@@ -32,6 +38,28 @@ def synthheads_viewer(dataset) -> widgets.Widget:
     controls = {"identity_index": identity, "video_of_identity": video, "frame_index": frame}
     out = widgets.interactive_output(show, controls)
     return widgets.VBox([widgets.HBox([identity, video, frame]), out])
+
+
+def video_folder_viewer(videos) -> widgets.Widget:
+    """A video menu and a frame slider over a preprocessed folder (``VideoFolder``): each
+    crop with its landmarks (``fewshot_th.plot.show_video_folder_frame``)."""
+    if len(videos) == 0:
+        raise ValueError(f"{videos!r} holds no videos to show")
+    names = [(entry["name"], i) for i, entry in enumerate(videos.videos)]
+    video = widgets.Dropdown(options=names, value=0, description="video")
+    frame = widgets.IntSlider(0, 0, videos.num_frames(0) - 1, description="frame")
+
+    def follow(change):  # videos differ in length
+        frame.max = videos.num_frames(change["new"]) - 1
+
+    video.observe(follow, names="value")
+
+    def show(index, frame_index):
+        show_video_folder_frame(videos, index, min(frame_index, videos.num_frames(index) - 1))
+        plt.show()
+
+    out = widgets.interactive_output(show, {"index": video, "frame_index": frame})
+    return widgets.VBox([widgets.HBox([video, frame]), out])
 
 
 def episode_viewer(dataset, k_values=(1, 8, 32)) -> widgets.Widget:

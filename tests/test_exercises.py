@@ -1,4 +1,4 @@
-"""The "implement it" exercises of chapters 2-9: the solution in each chapter's dropdown
+"""The "implement it" exercises of chapters 2-10: the solution in each chapter's dropdown
 passes its check cell, and the stub and a plausible wrong answer do not (every check can
 fail). Each check cell is self-contained: it builds what it compares against."""
 
@@ -67,6 +67,11 @@ def align(source, target):
     rotation = u @ vt
     scale = sigma.sum() / (a ** 2).sum()
     return scale, rotation, mu_b - mu_a
+""",
+    "10_real_videos": """\
+import zlib
+def held_out(person, share):
+    return zlib.crc32(person.encode()) % 100 < share * 100
 """,
 }
 

@@ -2,15 +2,14 @@
 them, and every kind of bad video."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
-from skimage.data import astronaut
-from skimage.transform import resize
 
 from fewshot_th import preprocess
-from fewshot_th.data import SynthHeads
+from fewshot_th.data.example_videos import moving_astronaut, write_example_videos
 from fewshot_th.preprocess import preprocess_videos
 from fewshot_th.reenact import write_video
 
@@ -32,21 +31,10 @@ def _video(path, images):
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
-    heads = SynthHeads("test", num_identities=2, num_videos_per_identity=1,
-                       frames_per_video=FRAMES, size=128, seed=0)
-    frames, points = heads.get_frames(1, np.arange(FRAMES))
-    _video(folder / "synth.mp4", (frames.permute(0, 2, 3, 1) * 255).round().byte().numpy())
-    face = astronaut()[:320, 60:380]  # the head and shoulders, 320 x 320
-    moving = [resize(face[max(0, 4 * t - 20):, 2 * t:][:280, :280], (200, 200),
-                     preserve_range=True).astype(np.uint8) for t in range(FRAMES)]
-    _video(folder / "astronaut.mp4", moving)
-    _video(folder / "one_frame.mp4", moving[:1])
-    _video(folder / "no_face.mp4", np.full((FRAMES, 128, 128, 3), 120, np.uint8))
-    _video(folder / "tiny.mp4", [m[::8, ::8] for m in moving])
-    _video(folder / "two_people.mp4", [np.concatenate([m, m[:, ::-1]], axis=1) for m in moving])
-    (folder / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(5000))
+    made = write_example_videos(folder, frames=FRAMES)
+    assert sorted(made["files"]) == sorted(p.stem for p in folder.glob("*.mp4"))
     (folder / "notes.txt").write_text("not a video: left alone")
-    return folder, points
+    return folder, made["synth_landmarks"]
 
 
 def test_good_videos_are_kept_and_bad_ones_skipped_with_their_reason(videos, tmp_path):
@@ -145,11 +133,9 @@ def folder(videos, tmp_path_factory):
     VideoFolder holds out, by its name)."""
     source, _ = videos
     more = tmp_path_factory.mktemp("more")
-    face = astronaut()[:320, 60:380]
     for n in range(6):
-        moving = [resize(face[3 * t:, n * 8 + t:][:280, :280], (160, 160),
-                         preserve_range=True).astype(np.uint8) for t in range(10)]
-        _video(more / f"take{n}.mp4", moving)
+        _video(more / f"take{n}.mp4", [image[:, n * 8:n * 8 + 160] for image in
+                                       moving_astronaut(10, side=168, down=3, right=1, start=0)])
     files = [source / "astronaut.mp4", source / "synth.mp4"] + sorted(more.glob("*.mp4"))
     out = tmp_path_factory.mktemp("folder")
     _prepare(files, out, size=32)
@@ -194,7 +180,9 @@ def test_train_takes_a_video_folder(folder, tmp_path, cli):
                   "--out", tmp_path / "scores"])
     assert scored.returncode == 0, scored.stderr
     table = (tmp_path / "scores" / "table.md").read_text()
-    assert "1 held-out videos of" in table and "| FF | 1 -> 4 |" in table
+    assert "1 held-out videos of" in table
+    assert re.search(r"\| FF \| 1 -> 4 \| [+-]\d\.\d{4} ± - \| [01] of 1 \|", table)
+    assert "| held-out videos, same-video targets | FF |" in table and "SynthHeads," not in table
     assert "Attribute recall" not in table
     too_many = cli(["evaluate", "--checkpoint", tmp_path / "run" / "step-00000002.json",
                     "--data", folder, "--k", "8", "--no-fid", "--out", tmp_path / "x"])
@@ -204,6 +192,10 @@ def test_train_takes_a_video_folder(folder, tmp_path, cli):
                  "--out", str(tmp_path / "wrong")])
     assert wrong.returncode == 2 and "holds 32 px crops and the cpu profile draws 64 px" \
         in wrong.stderr
+    scored_on_synthheads = cli(command + ["--out", str(tmp_path / "e"), "--steps", "1",
+                                          "--eval-every", "1"])
+    assert scored_on_synthheads.returncode == 2 and "--eval-every scores held-out SynthHeads" \
+        in scored_on_synthheads.stderr
     missing = cli(command + ["--out", str(tmp_path / "missing"), "--steps", "1", "--data",
                              str(tmp_path)])
     assert missing.returncode == 2 and "manifest.json does not exist" in missing.stderr
@@ -248,3 +240,52 @@ def test_auto_picks_face_alignment_when_its_weights_are_cached_and_dlib_otherwis
         (tmp_path / "checkpoints" / name).write_bytes(b"weights")
     assert choose_detector("auto") == ("face_alignment", "")
     assert choose_detector("dlib") == ("dlib", "")
+
+
+def test_voxceleb_layout_names_videos_by_their_path_and_holds_out_whole_people(tmp_path):
+    from fewshot_th.data import VideoFolder
+
+    paths = [tmp_path / "id00012" / "_raLTH_FA6w" / "00001.mp4",
+             tmp_path / "id00012" / "_raLTH_FA6w" / "00002.mp4",
+             tmp_path / "id00012" / "2DLq_Kkc1r8" / "00001.mp4",
+             tmp_path / "id00015" / "0fijmz4vTVU" / "00001.mp4",
+             tmp_path / "loose clip.mp4"]
+    assert preprocess._names(paths, tmp_path) == [
+        ("id00012___raLTH_FA6w__00001", "id00012"), ("id00012___raLTH_FA6w__00002", "id00012"),
+        ("id00012__2DLq_Kkc1r8__00001", "id00012"), ("id00015__0fijmz4vTVU__00001", "id00015"),
+        ("loose_clip", "loose_clip")]
+    assert preprocess._names(paths[:3]) == [("00001", "00001"), ("00002", "00002"),
+                                           ("00001-2", "00001-2")]
+    # a manifest of 60 people with 3 videos each: every person's videos on one side
+    videos = [{"name": f"id{p:05d}__v{v}", "person": f"id{p:05d}", "frames": 12}
+              for p in range(60) for v in range(3)]
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"format": preprocess.FORMAT, "size": 64, "videos": videos, "skipped": []}))
+    test = {v["person"] for v in VideoFolder(tmp_path, "test", test_share=0.2).videos}
+    train = {v["person"] for v in VideoFolder(tmp_path, "train", test_share=0.2).videos}
+    assert test and train and not test & train and len(test | train) == 60
+    assert len(VideoFolder(tmp_path, "test", test_share=0.2)) == 3 * len(test)
+
+
+def test_the_folder_viewer_follows_each_videos_length(folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fewshot_th.data import VideoFolder
+    from fewshot_th.plot import show_video_folder_frame
+    from fewshot_th.widgets import video_folder_viewer
+
+    videos = VideoFolder(folder)
+    viewer = video_folder_viewer(videos)
+    menu, slider = viewer.children[0].children
+    assert [name for name, _ in menu.options] == [v["name"] for v in videos.videos]
+    assert slider.max == FRAMES - 1
+    menu.value = 2  # a 10-frame take
+    assert slider.max == 9
+    fig = show_video_folder_frame(videos, 2, 9)
+    assert f"frame {videos.videos[2]['frame_indices'][9]} of the video" in fig._suptitle.get_text()
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"frame must be in \[0, 10\)"):
+        show_video_folder_frame(videos, 2, 10)

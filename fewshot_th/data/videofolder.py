@@ -26,8 +26,10 @@ class VideoFolder(torch.utils.data.Dataset):
     Args:
         path: the folder ``fewshot-th preprocess`` wrote.
         split: ``"all"``, or ``"train"`` / ``"test"``: a fixed share ``test_share`` of the
-            videos held out for evaluation, chosen by a hash of each video's name (the same
-            videos whatever else the folder holds).
+            people held out for evaluation, chosen by a hash of each video's person (its
+            first folder under the folder preprocessed, as VoxCeleb2's ``id00012``; else its
+            name), so that all videos of a person land on the same side, whatever else the
+            folder holds.
         min_frames: leave out videos with fewer frames (an episode of K sources and one
             target needs K + 1).
 
@@ -50,7 +52,7 @@ class VideoFolder(torch.utils.data.Dataset):
             raise ValueError(f"test_share must be between 0 and 1, got {test_share!r}")
         self.split, self.test_share, self.size = split, test_share, int(info["size"])
         self.videos = [v for v in info["videos"] if v["frames"] >= min_frames and (
-            split == "all" or (self._held_out(v["name"]) == (split == "test")))]
+            split == "all" or (self._held_out(v.get("person", v["name"])) == (split == "test")))]
         if not self.videos:
             raise ValueError(f"{self.path} has no {split} videos with at least {min_frames} "
                              f"frames ({len(info['videos'])} kept in all)")
