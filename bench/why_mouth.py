@@ -17,7 +17,8 @@ mouth closed (``SynthHeads.counterfactual``) differ by more than 0.03:
    with the mouth closed, whose landmarks say open?
 5. **An intervention**: G alone (E fixed) trained on for ``--steps`` steps of meta-learning
    episodes with pixel L1, once as the recipe weighs pixels and once with the mouth pixels
-   weighted ``--weight`` times more; mouth-open recall before and after each.
+   weighted ``--weight`` times more, and with ``--landmark-term W`` once more with pixel L1
+   plus W x the ``synthlandmarks`` content term; mouth-open recall before and after each.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from fewshot_th.data import SynthHeads
 from fewshot_th.diagnosis import mouth_diagnosis, speaking_episode
 from fewshot_th.landmarks import draw_landmarks
+from fewshot_th.losses import content_loss_from
 from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained
 
@@ -100,8 +102,12 @@ def probe(model, seed: int) -> dict:
             for i, name in ((0, "bottleneck"), (1, "landmark image"))}
 
 
-def train_g(model, people_for_training, steps: int, weight: float, seed: int):
-    """G alone, trained on with pixel L1 x 10 (E fixed), mouth pixels weighted ``weight``."""
+def train_g(model, people_for_training, steps: int, weight: float, seed: int,
+            landmark_term: float = 0.0):
+    """G alone, trained on with pixel L1 x 10 (E fixed), mouth pixels weighted ``weight``,
+    plus ``landmark_term`` x the ``synthlandmarks`` content term when it is not 0."""
+    features = content_loss_from((("synthlandmarks", landmark_term),)) if landmark_term \
+        else None
     G = copy.deepcopy(model.generator).train()
     optimizer = torch.optim.Adam(G.parameters(), lr=4e-4, betas=(0.5, 0.999))
     size = model.config.image_size
@@ -115,7 +121,10 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int):
         e_hat = torch.stack([p["e_hat"] for p in batch])
         mouth = (truth - closed).abs().amax(dim=1, keepdim=True) > 0.03
         pixel_weight = 1 + (weight - 1) * mouth.float()
-        loss = 10 * ((G(images, e_hat) - truth).abs() * pixel_weight).mean()
+        frames = G(images, e_hat)
+        loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
+        if features is not None:
+            loss = loss + features(frames, truth)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -129,6 +138,10 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=20, help="held-out people")
     parser.add_argument("--steps", type=int, default=300, help="steps of the intervention")
     parser.add_argument("--weight", type=float, default=10.0)
+    parser.add_argument("--landmark-term", type=float, default=0.0,
+                        help="also train G with pixel L1 plus this weight x the synthlandmarks "
+                             "content term (the landmarks the SynthHeads landmark network "
+                             "finds in the generated and the real frame)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the numbers as JSON here")
     args = parser.parse_args()
@@ -152,6 +165,10 @@ def main() -> None:
         G = train_g(model, train_people, args.steps, weight, args.seed)
         results[f"mouth_recall_after_{args.steps}_steps_weight_{weight:g}"] = \
             mouth_recall(model, G, people)
+    if args.landmark_term:
+        G = train_g(model, train_people, args.steps, 1.0, args.seed, args.landmark_term)
+        results[f"mouth_recall_after_{args.steps}_steps_synthlandmarks_{args.landmark_term:g}"] \
+            = mouth_recall(model, G, people)
     results["minutes"] = round((time.perf_counter() - start) / 60, 1)
     results["machine"] = machine()
     print(json.dumps(results, indent=1))

@@ -52,10 +52,7 @@ def _train_here(args: argparse.Namespace) -> int:
         config = with_assignments(profile(args.profile), args.model)
         train = with_assignments(training(args.profile), args.set)
         if args.content:
-            terms = dict(train.content)
-            train = train.with_changes(content=tuple(
-                (name, terms.get(name, 1.0 if name != "pixel" else 10.0))
-                for name in args.content))
+            train = train.with_changes(content=content_terms(args.content, train.content))
         if args.batch_size is not None:
             train = train.with_changes(batch_size=args.batch_size)
     except ValueError as error:
@@ -80,7 +77,8 @@ def _train_here(args: argparse.Namespace) -> int:
                     f"{len(videos)} (--identities x --videos-per-identity)")
     try:
         content = content_loss_from(train.content, vgg19_path=args.vgg19,
-                                    vggface_path=args.vggface, synthface_path=args.synthface)
+                                    vggface_path=args.vggface, synthface_path=args.synthface,
+                                    synthlandmarks_path=args.synthlandmarks)
     except FeatureWeightsMissing as error:
         return fail(str(error))
     torch.manual_seed(args.seed)  # the same --seed starts from the same weights
@@ -223,6 +221,24 @@ def _reenact(args: argparse.Namespace) -> int:
     return 0
 
 
+def content_terms(items: list[str], profile_terms) -> tuple[tuple[str, float], ...]:
+    """``--content`` as ``TrainConfig.content``: ``NAME`` or ``NAME=WEIGHT`` items."""
+    defaults, terms = dict(profile_terms), []
+    for item in items:
+        name, _, weight = item.partition("=")
+        if name not in CONTENT_TERMS:
+            raise ValueError(f"--content: unknown term {name!r}; use {', '.join(CONTENT_TERMS)}")
+        try:
+            value = float(weight) if weight else defaults.get(name, 10.0 if name == "pixel"
+                                                              else 1.0)
+        except ValueError:
+            raise ValueError(f"--content: {item!r} needs a number after '='") from None
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"--content: the weight of {name} must be positive, got {value}")
+        terms.append((name, value))
+    return tuple(terms)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fewshot-th", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -246,14 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--videos-per-identity", type=int, default=2)
     train.add_argument("--frames", type=int, default=32, help="frames per video")
     train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--content", nargs="+", choices=CONTENT_TERMS,
-                       help="content-loss terms (default: the profile's)")
+    train.add_argument("--content", nargs="+", metavar="TERM[=WEIGHT]",
+                       help=f"content-loss terms among {', '.join(CONTENT_TERMS)}, each with "
+                       "its weight (default: the profile's terms; a term named without a "
+                       "weight keeps the profile's, else 1, the pixel term 10)")
     train.add_argument("--vgg19", help="torchvision's vgg19 weights file, or a conversion of "
                        "the Caffe model the paper used (keys conv1_1.weight ...)")
     train.add_argument("--vggface", help="path of a converted VGG-Face state dict")
     train.add_argument("--synthface", help="the .safetensors file of another SynthHeads "
                        "face-recognition network for the synthface term (default: the shipped "
                        "synthheads-face-loss)")
+    train.add_argument("--synthlandmarks", help="the .safetensors file of another SynthHeads "
+                       "landmark network for the synthlandmarks term (default: the shipped "
+                       "synthheads-landmarks)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--checkpoint-every", type=int, default=500)
     train.add_argument("--sample-every", type=int, default=250)
@@ -379,6 +400,10 @@ def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Names
                                         or int(os.environ.get("WORLD_SIZE", "1")) > 1):
         parser.error("--eval-every takes positive minutes, --test-identities at least 2, and "
                      "a single process (score a torchrun run's checkpoints with evaluate)")
+    if args.eval_every is not None and args.data != "synthheads":
+        parser.error("--eval-every scores held-out SynthHeads people; for --data FOLDER score "
+                     "the run's checkpoints with: fewshot-th evaluate --checkpoint "
+                     "OUT/step-N.json --data FOLDER")
     if args.resume and (args.start_from or args.overwrite):
         parser.error("--resume continues a run: it takes neither --start-from nor --overwrite")
     problem = _device_problem(args.device)

@@ -25,7 +25,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 PROFILES = ("tiny", "cpu", "paper")
 # The spelling of ``adv_trains_w`` in checkpoints written before it existed.
 _OLD_W_LOSSES = {"dsc+mch+adv": True, "dsc+mch": False}
-CONTENT_TERMS = ("vgg19", "vggface", "synthface", "pixel")  # as fewshot_th.losses names them
+# as fewshot_th.losses names them
+CONTENT_TERMS = ("vgg19", "vggface", "synthface", "synthlandmarks", "pixel")
 
 
 def with_assignments(config, pairs: list[str]):

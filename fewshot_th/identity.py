@@ -60,7 +60,7 @@ class IdentityNet(nn.Module):
         return self.head(self.trunk(images * 2 - 1).mean(dim=(2, 3)))
 
 
-def _blur(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def blur_half(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Half of the images blurred (down and up by 2): generated frames are often soft."""
     soft = F.interpolate(F.avg_pool2d(images, 2), scale_factor=2, mode="bilinear",
                          align_corners=False)
@@ -90,7 +90,7 @@ def train_identity_net(steps: int = 1500, identities: int = 500, videos_per_step
             chosen = torch.randperm(32, generator=generator)[:frames_per_video].numpy()
             frames.append(heads.get_frames(video, np.sort(chosen))[0])
             labels += [heads.identity_of(video)] * frames_per_video
-        images = _blur(torch.cat(frames), generator)
+        images = blur_half(torch.cat(frames), generator)
         logits = 16 * net(images) @ F.normalize(classes, dim=1).T
         loss = F.cross_entropy(logits, torch.tensor(labels))
         optimizer.zero_grad(set_to_none=True)

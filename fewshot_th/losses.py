@@ -6,7 +6,11 @@ E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``
   and the generated frame: VGG19 trained on ImageNet (relu1_1 ... relu5_1, torchvision's
   ``features`` indices 1, 6, 11, 20, 29) and VGGFace (the same five depths of VGG16), plus
   optionally the plain pixel L1. Offline, where VGG-Face cannot be had, ``"synthface"`` is
-  the same kind of term from a SynthHeads face-recognition network (``SynthFaceFeatures``).
+  the same kind of term from a SynthHeads face-recognition network (``SynthFaceFeatures``),
+  and ``"synthlandmarks"`` compares the landmarks a SynthHeads landmark network
+  (``fewshot_th.landmark_net``) finds in the generated and in the real frame
+  (``SynthLandmarkFeatures``): a term on where the face's parts are, which a pixel L1 weighs
+  only by their pixel count.
 * ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
   intermediate maps on the real and the generated frame, weighted by λ_FM.
 * ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1 / D``: the embedder's vector and the
@@ -33,8 +37,10 @@ from .config import CONTENT_TERMS
 from .identity import IdentityNet
 from .weights import cached_or_downloaded
 
-__all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "ContentLoss",
+__all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "SynthLandmarkFeatures",
+           "ContentLoss",
            "FeatureWeightsMissing", "load_vgg19", "load_vggface", "load_synthface",
+           "load_synthlandmarks",
            "CONTENT_TERMS", "SYNTHFACE_ASSET", "adversarial_loss", "feature_matching_loss",
            "match_loss", "discriminator_hinge_loss", "content_loss_from", "VGG19_FILE",
            "VGG19_URL"]
@@ -225,6 +231,41 @@ def load_synthface(path: str | os.PathLike | None = None) -> SynthFaceFeatures:
     return SynthFaceFeatures(net).freeze()
 
 
+class SynthLandmarkFeatures(_FrozenFeatures):
+    """A SynthHeads landmark network (``fewshot_th.landmark_net.LandmarkNet``) as a
+    content-loss network: its one "feature" is the 68 landmarks it finds in a frame (scaled
+    to [-1, 1]), so the term asks that the generated frame show its face's parts where the
+    real frame shows them. Its stage activations, tapped like ``"synthface"``'s, did not
+    teach the generator to open the mouth; the landmarks did (``bench/RESULTS.md``)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.image_size = net.image_size
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"the synthlandmarks content loss takes {self.image_size} px "
+                             f"frames (its network's size), got {tuple(x.shape[-2:])}")
+        return [self.net(x)]
+
+
+def load_synthlandmarks(path: str | os.PathLike | None = None) -> SynthLandmarkFeatures:
+    """The ``"synthlandmarks"`` content network: a SynthHeads landmark network
+    (``fewshot_th.landmark_net``) whose output, the landmarks it finds, is compared between
+    the generated and the real frame; ``path`` is a ``.safetensors`` file saved by
+    ``save_landmark_net``; default: the shipped ``synthheads-landmarks``."""
+    from .landmark_net import load_landmark_net
+
+    if path is None:
+        return SynthLandmarkFeatures(load_landmark_net()).freeze()
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.exists():
+        raise FeatureWeightsMissing(f"no landmark network at {path}: expected the "
+                                    ".safetensors file of save_landmark_net")
+    return SynthLandmarkFeatures(load_landmark_net(path.parent, name=path.stem)).freeze()
+
+
 def load_vgg19(path: str | os.PathLike | None = None) -> VGG19Features:
     """VGG19 with ImageNet weights: from ``path``, else torchvision's file in the torch hub
     cache, else downloaded. A file with Caffe-conversion keys (``conv1_1.weight`` ...) loads
@@ -270,7 +311,7 @@ class ContentLoss(nn.Module):
 
     Args:
         networks: ``{"vgg19": VGG19Features, "vggface": VGGFaceFeatures, "synthface":
-            SynthFaceFeatures}`` (any subset).
+            SynthFaceFeatures, "synthlandmarks": SynthLandmarkFeatures}`` (any subset).
         weights: one weight per term of ``CONTENT_TERMS``. A network term sums the mean L1
             distances of its tapped layers.
     """
@@ -284,7 +325,7 @@ class ContentLoss(nn.Module):
         missing = [name for name in weights if name != "pixel" and name not in networks]
         if missing:
             raise ValueError(f"content terms {missing} need their networks (load_vgg19, "
-                             "load_vggface, load_synthface)")
+                             "load_vggface, load_synthface, load_synthlandmarks)")
         self.weights = dict(weights)
         self.networks = nn.ModuleDict({k: v for k, v in networks.items() if k in weights})
 
@@ -334,7 +375,8 @@ def discriminator_hinge_loss(real_score: torch.Tensor, fake_score: torch.Tensor)
 
 
 def content_loss_from(terms: tuple[tuple[str, float], ...], *, vgg19_path=None,
-                      vggface_path=None, synthface_path=None) -> ContentLoss:
+                      vggface_path=None, synthface_path=None,
+                      synthlandmarks_path=None) -> ContentLoss:
     """Build L_CNT for a ``TrainConfig.content``, loading the feature networks it names.
 
     Refuses with ``FeatureWeightsMissing`` when a network's weights cannot be found: training
@@ -348,4 +390,6 @@ def content_loss_from(terms: tuple[tuple[str, float], ...], *, vgg19_path=None,
         networks["vggface"] = load_vggface(vggface_path)
     if "synthface" in weights:
         networks["synthface"] = load_synthface(synthface_path)
+    if "synthlandmarks" in weights:
+        networks["synthlandmarks"] = load_synthlandmarks(synthlandmarks_path)
     return ContentLoss(weights, networks)

@@ -1,3 +1,5 @@
+import tempfile
+
 import pytest
 import torch
 
@@ -222,3 +224,71 @@ def test_the_shipped_synthface_network_is_not_the_one_that_scores_csim():
     assert set(content.networks) == {"synthface"}
     frames = torch.rand(2, 3, 64, 64)
     assert content(frames, frames).item() == 0.0
+
+
+def test_the_shipped_landmark_network_finds_the_landmarks_it_was_stored_with():
+    """Its stored test error is recomputed; it sees a mouth open and shut; as a content term
+    it is zero for equal frames and grows when only the mouth differs."""
+    import numpy as np
+
+    from fewshot_th.data import SynthHeads
+    from fewshot_th.landmark_net import landmark_net_error, load_landmark_net, predict_landmarks
+    from fewshot_th.losses import load_synthlandmarks
+
+    net = load_landmark_net()
+    assert landmark_net_error(net) == pytest.approx(net.info["landmark_error_test_px"], abs=2e-3)
+    assert net.info["landmark_error_test_px"] < 1.5  # pixels of a 64 px frame
+    heads = SynthHeads("test", num_identities=3, num_videos_per_identity=1, frames_per_video=64,
+                       size=64, seed=0)
+    pose = heads.pose(0, np.arange(64))
+    speaking = int(np.argmax(pose.mouth))
+    frame = heads.render(0, pose[speaking:speaking + 1])
+    shut = heads.counterfactual(0, pose[speaking:speaking + 1], "mouth open")
+
+    def opening(images):  # inner lips: upper 61-63 against lower 65-67
+        points = predict_landmarks(net, images)[0]
+        return float((points[65:68, 1] - points[61:64, 1].flip(0)).mean())
+
+    assert opening(frame) > opening(shut) + 1.0
+    content = content_loss_from((("synthlandmarks", 1.0),))
+    assert isinstance(content.networks["synthlandmarks"], type(load_synthlandmarks()))
+    assert content(frame, frame).item() == 0.0
+    # the term is the mean distance of the landmarks found in the two frames
+    found = (predict_landmarks(net, shut) - predict_landmarks(net, frame)) / 64 * 2
+    assert content(shut, frame).item() == pytest.approx(float(found.abs().mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="64 px frames"):
+        content(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    with pytest.raises(FeatureWeightsMissing, match="no landmark network"):
+        load_synthlandmarks("nowhere.safetensors")
+
+
+def test_train_landmark_net_learns_and_the_command_line_takes_term_weights():
+    from fewshot_th.cli import content_terms
+    from fewshot_th.landmark_net import (
+        LandmarkNet,
+        landmark_net_error,
+        load_landmark_net,
+        save_landmark_net,
+        train_landmark_net,
+    )
+
+    torch.manual_seed(0)
+    untrained = landmark_net_error(LandmarkNet(32), identities=4, frames=4)
+    trained = train_landmark_net(60, identities=8, videos_per_step=4, image_size=32,
+                                 progress=False)
+    assert landmark_net_error(trained, identities=4, frames=4) < 0.5 * untrained
+    with tempfile.TemporaryDirectory() as directory:
+        save_landmark_net(trained, directory, name="mine", info={"made": "here"})
+        again = load_landmark_net(directory, "mine")
+        frames = torch.rand(2, 3, 32, 32)
+        assert torch.equal(again(frames), trained(frames)) and again.info["made"] == "here"
+        with pytest.raises(ValueError, match="no landmark network"):
+            load_landmark_net(directory, "other")
+    profile = (("pixel", 10.0), ("synthface", 0.2))
+    assert content_terms(["pixel", "synthface", "synthlandmarks=3.5"], profile) == (
+        ("pixel", 10.0), ("synthface", 0.2), ("synthlandmarks", 3.5))
+    assert content_terms(["vgg19"], profile) == (("vgg19", 1.0),)
+    for bad, message in ((["lpips"], "unknown term"), (["pixel=x"], "needs a number"),
+                         (["pixel=-1"], "must be positive")):
+        with pytest.raises(ValueError, match=message):
+            content_terms(bad, profile)
