@@ -99,33 +99,46 @@ def train_identity_net(steps: int = 1500, identities: int = 500, videos_per_step
     return net.eval()
 
 
-def save_identity_net(net: IdentityNet, directory, name: str = IDENTITY_ASSET,
-                      info: dict | None = None) -> None:
-    """``<name>.safetensors`` (weights) and ``<name>.json`` (sizes, how it was made)."""
+def save_network(net: nn.Module, directory, name: str, record: dict) -> None:
+    """A small shipped network as ``<name>.safetensors`` (weights) and ``<name>.json``
+    (``record``: its sizes and how it was made)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()},
               str(directory / f"{name}.safetensors"))
-    record = {"image_size": net.image_size, "dim": net.dim, "width": net.width, **(info or {})}
     (directory / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
 
 
-def load_identity_net(directory=None, name: str = IDENTITY_ASSET) -> IdentityNet:
-    """The shipped SynthHeads identity network (or one saved by ``save_identity_net``), in
-    eval mode; ``.info`` holds how it was made and its ROC AUC on test identities."""
+def read_network(directory, name: str, what: str, build) -> nn.Module:
+    """The network ``save_network`` wrote: ``build(record)`` makes it, its weights are loaded
+    and ``.info`` holds the record; in eval mode. ``what`` names it in the error."""
     from safetensors.torch import load_file
 
     directory = Path(directory) if directory is not None else ASSETS
     weights, meta = directory / f"{name}.safetensors", directory / f"{name}.json"
     if not (weights.exists() and meta.exists()):
-        raise ValueError(f"no identity network {name!r} in {directory}")
+        raise ValueError(f"no {what} {name!r} in {directory}")
     info = json.loads(meta.read_text())
-    net = IdentityNet(info["image_size"], info["dim"], info["width"])
+    net = build(info)
     net.load_state_dict(load_file(str(weights)))
     net.info = info
     return net.eval()
+
+
+def save_identity_net(net: IdentityNet, directory, name: str = IDENTITY_ASSET,
+                      info: dict | None = None) -> None:
+    """``<name>.safetensors`` (weights) and ``<name>.json`` (sizes, how it was made)."""
+    save_network(net, directory, name, {"image_size": net.image_size, "dim": net.dim,
+                                        "width": net.width, **(info or {})})
+
+
+def load_identity_net(directory=None, name: str = IDENTITY_ASSET) -> IdentityNet:
+    """The shipped SynthHeads identity network (or one saved by ``save_identity_net``), in
+    eval mode; ``.info`` holds how it was made and its ROC AUC on test identities."""
+    return read_network(directory, name, "identity network",
+                        lambda info: IdentityNet(info["image_size"], info["dim"], info["width"]))
 
 
 def embed(net: IdentityNet, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:

@@ -15,17 +15,13 @@ generated frame and in the real one.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import ASSETS
-from .identity import IdentityNet, blur_half
+from .identity import IdentityNet, blur_half, read_network, save_network
 from .landmarks import NUM_LANDMARKS
 
 __all__ = ["LANDMARK_ASSET", "LandmarkNet", "train_landmark_net", "predict_landmarks",
@@ -55,33 +51,21 @@ class LandmarkNet(IdentityNet):
 def save_landmark_net(net: LandmarkNet, directory, name: str = LANDMARK_ASSET,
                       info: dict | None = None) -> None:
     """``<name>.safetensors`` (weights) and ``<name>.json`` (sizes, how it was made)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()},
-              str(directory / f"{name}.safetensors"))
-    record = {"kind": "landmarks", "image_size": net.image_size, "width": net.width,
-              **(info or {})}
-    (directory / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+    save_network(net, directory, name, {"kind": "landmarks", "image_size": net.image_size,
+                                        "width": net.width, **(info or {})})
 
 
 def load_landmark_net(directory=None, name: str = LANDMARK_ASSET) -> LandmarkNet:
     """The shipped landmark network (or one saved by ``save_landmark_net``), in eval mode;
     ``.info`` holds how it was made and its landmark error on test people."""
-    from safetensors.torch import load_file
 
-    directory = Path(directory) if directory is not None else ASSETS
-    weights, meta = directory / f"{name}.safetensors", directory / f"{name}.json"
-    if not (weights.exists() and meta.exists()):
-        raise ValueError(f"no landmark network {name!r} in {directory}")
-    info = json.loads(meta.read_text())
-    if info.get("kind") != "landmarks":
-        raise ValueError(f"{meta} does not describe a landmark network (save_landmark_net)")
-    net = LandmarkNet(info["image_size"], info["width"])
-    net.load_state_dict(load_file(str(weights)))
-    net.info = info
-    return net.eval()
+    def build(info: dict) -> LandmarkNet:
+        if info.get("kind") != "landmarks":
+            raise ValueError(f"{name}.json does not describe a landmark network "
+                             "(save_landmark_net)")
+        return LandmarkNet(info["image_size"], info["width"])
+
+    return read_network(directory, name, "landmark network", build)
 
 
 def train_landmark_net(steps: int = 1500, identities: int = 500, videos_per_step: int = 16,
