@@ -68,6 +68,20 @@ def blur_half(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(pick[:, None, None, None], soft, images)
 
 
+def random_frames(heads, generator: torch.Generator, videos: int, frames_per_video: int):
+    """A training batch for the small SynthHeads networks: ``frames_per_video`` random frames
+    of each of ``videos`` random videos of ``heads`` (32 frames each), half of them blurred
+    (``blur_half``): ``(images, landmarks, the videos)``."""
+    chosen_videos = torch.randint(len(heads), (videos,), generator=generator).tolist()
+    frames, points = [], []
+    for video in chosen_videos:
+        chosen = torch.randperm(32, generator=generator)[:frames_per_video].numpy()
+        f, p = heads.get_frames(video, np.sort(chosen))
+        frames.append(f)
+        points.append(p)
+    return blur_half(torch.cat(frames), generator), torch.cat(points), chosen_videos
+
+
 def train_identity_net(steps: int = 1500, identities: int = 500, videos_per_step: int = 16,
                        frames_per_video: int = 4, image_size: int = 64, seed: int = 0,
                        progress: bool = True) -> IdentityNet:
@@ -84,13 +98,8 @@ def train_identity_net(steps: int = 1500, identities: int = 500, videos_per_step
     optimizer = torch.optim.Adam([*net.parameters(), classes], lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     for _ in tqdm(range(steps), desc="identity network", disable=not progress):
-        videos = torch.randint(len(heads), (videos_per_step,), generator=generator).tolist()
-        frames, labels = [], []
-        for video in videos:
-            chosen = torch.randperm(32, generator=generator)[:frames_per_video].numpy()
-            frames.append(heads.get_frames(video, np.sort(chosen))[0])
-            labels += [heads.identity_of(video)] * frames_per_video
-        images = blur_half(torch.cat(frames), generator)
+        images, _, videos = random_frames(heads, generator, videos_per_step, frames_per_video)
+        labels = [heads.identity_of(video) for video in videos for _ in range(frames_per_video)]
         logits = 16 * net(images) @ F.normalize(classes, dim=1).T
         loss = F.cross_entropy(logits, torch.tensor(labels))
         optimizer.zero_grad(set_to_none=True)

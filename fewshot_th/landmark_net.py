@@ -15,13 +15,12 @@ generated frame and in the real one.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .identity import IdentityNet, blur_half, read_network, save_network
+from .identity import IdentityNet, random_frames, read_network, save_network
 from .landmarks import NUM_LANDMARKS
 
 __all__ = ["LANDMARK_ASSET", "LandmarkNet", "train_landmark_net", "predict_landmarks",
@@ -85,15 +84,8 @@ def train_landmark_net(steps: int = 1500, identities: int = 500, videos_per_step
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     for _ in tqdm(range(steps), desc="landmark network", disable=not progress):
-        videos = torch.randint(len(heads), (videos_per_step,), generator=generator).tolist()
-        frames, points = [], []
-        for video in videos:
-            chosen = torch.randperm(32, generator=generator)[:frames_per_video].numpy()
-            f, p = heads.get_frames(video, np.sort(chosen))
-            frames.append(f)
-            points.append(p)
-        images = blur_half(torch.cat(frames), generator)
-        target = torch.cat(points).flatten(1) / image_size * 2 - 1
+        images, points, _ = random_frames(heads, generator, videos_per_step, frames_per_video)
+        target = points.flatten(1) / image_size * 2 - 1
         loss = F.smooth_l1_loss(net.features(images), target, beta=0.02)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
