@@ -38,6 +38,7 @@ __all__ = [
     "detect_landmarks",
     "LandmarkWeightsMissing",
     "FACE_ALIGNMENT_FILES",
+    "install_face_alignment_weights",
 ]
 
 NUM_LANDMARKS = 68
@@ -220,6 +221,26 @@ def ensure_face_alignment_weights() -> Path:
     if problems:
         raise LandmarkWeightsMissing(" ".join(problems))
     return found[0].parent
+
+
+def install_face_alignment_weights(directory) -> Path:
+    """Put face-alignment's weight files, downloaded elsewhere into ``directory``, where
+    face-alignment looks for them (the torch hub cache), as links; returns that folder.
+    Raises ``FileNotFoundError`` naming every file ``directory`` lacks."""
+    directory = Path(directory)
+    missing = [name for name in FACE_ALIGNMENT_FILES if not (directory / name).is_file()]
+    if missing:
+        sources = ", ".join(FACE_ALIGNMENT_FILES[name] for name in missing)
+        raise FileNotFoundError(f"{directory} lacks face-alignment's {', '.join(missing)} "
+                                f"(download them from {sources})")
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in FACE_ALIGNMENT_FILES:
+        target = cache / name
+        if not target.exists():
+            target.unlink(missing_ok=True)  # a dangling link
+            target.symlink_to((directory / name).resolve())
+    return cache
 
 
 @functools.lru_cache(maxsize=4)

@@ -37,7 +37,11 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write
 from .checks import is_int
-from .landmarks import FACE_ALIGNMENT_FILES, count_faces_and_landmarks
+from .landmarks import (
+    FACE_ALIGNMENT_FILES,
+    count_faces_and_landmarks,
+    install_face_alignment_weights,
+)
 from .reenact import as_rgb, crop_faces, face_box
 
 __all__ = ["preprocess_videos", "choose_detector", "VIDEO_SUFFIXES", "FORMAT"]
@@ -163,14 +167,16 @@ def _video_files(videos) -> tuple[list[Path], Path | None]:
 
 def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "auto",
                       min_frames: int = 8, min_face: int = 64, workers: int = 1,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, fan_weights=None) -> dict:
     """Preprocess ``videos`` (a folder, searched recursively for video files, or a list of
     files) into ``out`` (see the module's docstring); returns the manifest:
     ``{"format", "size", "videos": [entries of the kept videos], "skipped": [{"name",
     "source", "skipped": reason}]}``. Videos done or skipped by an earlier run into ``out``
     are not processed again. ``workers`` processes work on different videos; they are
     started fresh ("spawn"), so a script that calls this with ``workers > 1`` must do so
-    under ``if __name__ == "__main__":``."""
+    under ``if __name__ == "__main__":``. ``fan_weights``: a folder holding face-alignment's
+    two weight files (``landmarks.FACE_ALIGNMENT_FILES``), linked into the torch hub cache
+    where face-alignment looks for them."""
     for name, value, low in (("size", size, 8), ("frames", frames, 2),
                              ("min_frames", min_frames, 2), ("min_face", min_face, 1),
                              ("workers", workers, 1)):
@@ -181,6 +187,8 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     if detector not in ("auto", "dlib", "face_alignment"):
         raise ValueError(f"detector must be 'auto', 'dlib' or 'face_alignment', got "
                          f"{detector!r}")
+    if fan_weights is not None:
+        install_face_alignment_weights(fan_weights)
     detector, note = choose_detector(detector)
     if note and progress:
         print(note)
@@ -264,6 +272,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-face", type=int, default=64,
                         help="skip videos whose face is smaller, in pixels across")
     parser.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
+    parser.add_argument("--fan-weights", metavar="DIR",
+                        help="a folder with face-alignment's weight files (2DFAN4-*.pth.tar, "
+                             "s3fd-*.pth), for a machine without internet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         preprocess_videos(args.videos, args.out, size=args.size, frames=args.frames,
                           detector=args.detector, min_frames=args.min_frames,
-                          min_face=args.min_face, workers=args.workers)
+                          min_face=args.min_face, workers=args.workers,
+                          fan_weights=args.fan_weights)
     except (ValueError, FileNotFoundError) as error:
         print(f"fewshot-th preprocess: {error}", file=sys.stderr)
         return 2

@@ -289,3 +289,25 @@ def test_the_folder_viewer_follows_each_videos_length(folder):
     plt.close("all")
     with pytest.raises(ValueError, match=r"frame must be in \[0, 10\)"):
         show_video_folder_frame(videos, 2, 10)
+
+
+def test_fan_weights_from_a_folder_go_where_face_alignment_looks(tmp_path, monkeypatch, cli):
+    from fewshot_th.landmarks import FACE_ALIGNMENT_FILES, install_face_alignment_weights
+    from fewshot_th.preprocess import choose_detector
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    weights = tmp_path / "downloaded"
+    weights.mkdir()
+    first, second = FACE_ALIGNMENT_FILES
+    (weights / first).write_bytes(b"fan")
+    with pytest.raises(FileNotFoundError, match=second):
+        install_face_alignment_weights(weights)
+    assert choose_detector("auto")[0] == "dlib"
+    (weights / second).write_bytes(b"s3fd")
+    cache = install_face_alignment_weights(weights)
+    assert (cache / first).read_bytes() == b"fan" and (cache / second).read_bytes() == b"s3fd"
+    assert choose_detector("auto") == ("face_alignment", "")
+    assert install_face_alignment_weights(weights) == cache  # again: nothing to do
+    bad = cli(["preprocess", str(tmp_path), str(tmp_path / "out"), "--fan-weights",
+               str(tmp_path / "nowhere")])
+    assert bad.returncode == 2 and "lacks face-alignment's" in bad.stderr
