@@ -37,9 +37,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write
 from .checks import is_int
+from .config import as_device
 from .landmarks import (
     FACE_ALIGNMENT_FILES,
+    LandmarkWeightsMissing,
     count_faces_and_landmarks,
+    ensure_face_alignment_weights,
     install_face_alignment_weights,
 )
 from .reenact import as_rgb, crop_faces, face_box
@@ -83,7 +86,7 @@ def choose_detector(detector: str = "auto") -> tuple[str, str]:
 
 
 def _one_video(path: Path, folder: Path, person: str, size: int, frames: int, detector: str,
-               min_frames: int, min_face: int) -> dict:
+               min_frames: int, min_face: int, device: str = "cpu") -> dict:
     """Preprocess one video into ``folder``; returns its manifest entry (with ``"skipped"``
     and no folder written when it cannot be used)."""
     entry = {"name": folder.name, "person": person, "source": str(path)}
@@ -98,7 +101,7 @@ def _one_video(path: Path, folder: Path, person: str, size: int, frames: int, de
     if min(height, width) < min_face:
         return {**entry, "skipped": f"too small: {width}x{height} pixels, a face needs at "
                                     f"least {min_face}"}
-    counts, points = count_faces_and_landmarks(images, backend=detector)
+    counts, points = count_faces_and_landmarks(images, backend=detector, device=device)
     found = counts > 0
     if not found.any():
         return {**entry, "skipped": f"no face in any of {len(images)} frames"}
@@ -167,7 +170,7 @@ def _video_files(videos) -> tuple[list[Path], Path | None]:
 
 def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: str = "auto",
                       min_frames: int = 8, min_face: int = 64, workers: int = 1,
-                      progress: bool = True, fan_weights=None) -> dict:
+                      progress: bool = True, fan_weights=None, device: str = "cpu") -> dict:
     """Preprocess ``videos`` (a folder, searched recursively for video files, or a list of
     files) into ``out`` (see the module's docstring); returns the manifest:
     ``{"format", "size", "videos": [entries of the kept videos], "skipped": [{"name",
@@ -176,7 +179,8 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     started fresh ("spawn"), so a script that calls this with ``workers > 1`` must do so
     under ``if __name__ == "__main__":``. ``fan_weights``: a folder holding face-alignment's
     two weight files (``landmarks.FACE_ALIGNMENT_FILES``), linked into the torch hub cache
-    where face-alignment looks for them."""
+    where face-alignment looks for them. ``device``: where FAN runs (``"cuda"`` on a GPU
+    machine; dlib always runs on the CPU)."""
     for name, value, low in (("size", size, 8), ("frames", frames, 2),
                              ("min_frames", min_frames, 2), ("min_face", min_face, 1),
                              ("workers", workers, 1)):
@@ -190,6 +194,13 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
     if fan_weights is not None:
         install_face_alignment_weights(fan_weights)
     detector, note = choose_detector(detector)
+    device = str(as_device(device))
+    if detector == "face_alignment":  # fail now, with what to do, not in every video
+        try:
+            ensure_face_alignment_weights()
+        except LandmarkWeightsMissing as error:
+            raise FileNotFoundError(f"{error} (or give --fan-weights DIR, or --detector "
+                                    "auto, which falls back to dlib)") from None
     if note and progress:
         print(note)
     paths, root = _video_files(videos)
@@ -210,7 +221,8 @@ def preprocess_videos(videos, out, size: int = 256, frames: int = 32, detector: 
         if not (out / "videos" / name / "info.json").exists() and \
                 not (out / "skipped" / f"{name}.json").exists():
             todo.append((path, out / "videos" / name, person))
-    arguments = [[a] * len(todo) for a in (size, frames, detector, min_frames, min_face)]
+    arguments = [[a] * len(todo) for a in (size, frames, detector, min_frames, min_face,
+                                           device)]
     bar = tqdm(total=len(todo), desc="preprocessing", disable=not progress or not todo)
     # "spawn": a process forked from one whose OpenMP threads have run (torch's) can hang
     with ProcessPoolExecutor(min(workers, max(len(todo), 1)),
@@ -272,6 +284,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-face", type=int, default=64,
                         help="skip videos whose face is smaller, in pixels across")
     parser.add_argument("--workers", type=int, default=1, help="videos processed in parallel")
+    parser.add_argument("--device", default="cpu",
+                        help="where face-alignment's FAN runs (cuda on a GPU machine)")
     parser.add_argument("--fan-weights", metavar="DIR",
                         help="a folder with face-alignment's weight files (2DFAN4-*.pth.tar, "
                              "s3fd-*.pth), for a machine without internet")
@@ -285,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
         preprocess_videos(args.videos, args.out, size=args.size, frames=args.frames,
                           detector=args.detector, min_frames=args.min_frames,
                           min_face=args.min_face, workers=args.workers,
-                          fan_weights=args.fan_weights)
+                          fan_weights=args.fan_weights, device=args.device)
     except (ValueError, FileNotFoundError) as error:
         print(f"fewshot-th preprocess: {error}", file=sys.stderr)
         return 2

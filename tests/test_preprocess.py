@@ -311,3 +311,16 @@ def test_fan_weights_from_a_folder_go_where_face_alignment_looks(tmp_path, monke
     bad = cli(["preprocess", str(tmp_path), str(tmp_path / "out"), "--fan-weights",
                str(tmp_path / "nowhere")])
     assert bad.returncode == 2 and "lacks face-alignment's" in bad.stderr
+
+
+def test_face_alignment_without_its_weights_and_a_bad_device_stop_before_any_video(
+        videos, tmp_path, monkeypatch):
+    folder, _ = videos
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("FEWSHOT_TH_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="--fan-weights DIR, or --detector auto"):
+        preprocess_videos(folder, tmp_path / "out", detector="face_alignment", progress=False)
+    with pytest.raises(ValueError, match="device"):
+        preprocess_videos(folder, tmp_path / "out", detector="dlib", device="gpu",
+                          progress=False)
+    assert not (tmp_path / "out" / "videos").exists()  # nothing started
