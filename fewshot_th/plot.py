@@ -398,11 +398,10 @@ def show_reenactment(entry: dict, mode: str = "ff", adapted: bool = True, frame:
 def show_video_folder_frame(videos, index: int = 0, frame: int = 0, size: float = 2.6):
     """One frame of a preprocessed video (``fewshot_th.data.VideoFolder``): the crop, its
     landmark image and both overlaid, titled with the video's name and source frame."""
-    from .landmarks import draw_landmarks
-
+    frames = videos.num_frames(index)  # checks the index
+    if not 0 <= frame < frames:
+        raise ValueError(f"frame must be in [0, {frames}), got {frame}")
     entry = videos.videos[index]
-    if not 0 <= frame < videos.num_frames(index):
-        raise ValueError(f"frame must be in [0, {videos.num_frames(index)}), got {frame}")
     images, points = videos.get_frames(index, [frame])
     drawn = draw_landmarks(points, videos.size)
     source_frame = entry["frame_indices"][frame]

@@ -386,7 +386,7 @@ def reenactment_scores(model, videos: SynthHeads, pairs, k: int = 8, modes=("ff"
                     landmark_error(track, episode["truth_points"]).mean()))
                 for name in COUNTERFACTUALS:
                     hits = (attribute_recall(frames, episode["truth"], changed[name])
-                            if name in changed else torch.full((1,), float("nan")))
+                            if name in changed else torch.zeros(0))
                     shown = hits[~hits.isnan()]
                     row["recall"][name].append(float(shown.mean()) if len(shown) else np.nan)
                     row["recall_frames"][name].append(len(shown))

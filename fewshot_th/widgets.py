@@ -20,7 +20,7 @@ from .plot import (
 )
 
 # The static figures these widgets draw live in fewshot_th.plot (show_frame, show_episode,
-# show_few_shot, show_reenactment).
+# show_few_shot, show_reenactment, show_video_folder_frame).
 __all__ = ["synthheads_viewer", "episode_viewer", "few_shot_explorer", "UserStudy",
            "reenactment_explorer", "video_folder_viewer"]
 
