@@ -222,6 +222,10 @@ class TrainConfig:
     d_steps: int = 1  # D updates per E+G update
     content: tuple[tuple[str, float], ...] = (("vgg19", 1.5e-1), ("vggface", 2.5e-2))
     lambda_fm: float = 10.0  # feature matching weight (unverified)
+    # Not in the paper (whose weight is 1): the weight of -D(x̂) in L_ADV. Once D separates
+    # real from generated frames, this term's gradient on E and G is 8x the content loss's
+    # and G undoes D's margin within 5 steps (bench/RESULTS.md, "Why D loses").
+    lambda_score: float = 1.0
     lambda_mch: float = 80.0  # match loss weight (unverified)
     # Not in the paper; both against the embedding collapse that chapter 5 shows on
     # a CPU budget (a random W_i pulled ê to zero through L_MCH within 100 steps):
@@ -261,7 +265,7 @@ class TrainConfig:
                 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas)):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got "
                              f"{self.betas!r}")
-        for name in ("lambda_fm", "lambda_mch"):
+        for name in ("lambda_fm", "lambda_score", "lambda_mch"):
             value = getattr(self, name)
             if not is_number(value) or not 0 <= value < float("inf"):
                 raise ValueError(f"TrainConfig.{name} must be a finite weight >= 0, got "

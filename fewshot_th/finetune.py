@@ -207,7 +207,7 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
         real_score, fake_score, real_maps, fake_maps = real_and_fake(D, x, fake, y,
                                                                        w=w_prime)
         loss_g = content(fake, x) + adversarial_loss(fake_score, real_maps, fake_maps,
-                                                     train.lambda_fm)
+                                                     train.lambda_fm, train.lambda_score)
         loss_d = discriminator_hinge_loss(real_score, fake_score)
         record = {"step": step + 1, "g": loss_g.item(), "d": loss_d.item()}
         if not (math.isfinite(record["g"]) and math.isfinite(record["d"])):

@@ -356,9 +356,12 @@ def feature_matching_loss(real_maps: list[torch.Tensor],
 
 
 def adversarial_loss(fake_score: torch.Tensor, real_maps: list[torch.Tensor],
-                     fake_maps: list[torch.Tensor], lambda_fm: float) -> torch.Tensor:
-    """L_ADV = -mean D(x̂, y, i) + λ_FM · L_FM (generator side)."""
-    return -fake_score.mean() + lambda_fm * feature_matching_loss(real_maps, fake_maps)
+                     fake_maps: list[torch.Tensor], lambda_fm: float,
+                     lambda_score: float = 1.0) -> torch.Tensor:
+    """L_ADV = -mean D(x̂, y, i) + λ_FM · L_FM (generator side); ``lambda_score`` weighs
+    the first term (1 in the paper)."""
+    return -lambda_score * fake_score.mean() + lambda_fm * feature_matching_loss(real_maps,
+                                                                                  fake_maps)
 
 
 def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor, lambda_mch: float) -> torch.Tensor:

@@ -151,7 +151,8 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
         real_score, fake_score, real_maps, fake_maps = real_and_fake(D, x_t, x_hat, y_t,
                                                                        index)  # 3
         l_cnt = content_loss(x_hat.float(), x_t)  # 4
-        l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm)
+        l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm,
+                                 train.lambda_score)
         ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0
         weight = train.lambda_mch * ramp
         if not train.adv_trains_w or d_only:

@@ -61,6 +61,17 @@ def test_adversarial_loss_by_hand_and_no_gradient_into_the_real_maps():
         feature_matching_loss(real, fake + fake)
 
 
+def test_lambda_score_weighs_only_the_score_part_of_the_adversarial_loss():
+    fake_score = torch.tensor([1.0, 3.0], requires_grad=True)
+    real, fake = [torch.ones(1, 2, 2, 2)], [torch.zeros(1, 2, 2, 2, requires_grad=True)]
+    loss = adversarial_loss(fake_score, real, fake, lambda_fm=10.0, lambda_score=0.25)
+    assert loss.item() == pytest.approx(-0.25 * 2.0 + 10 * 1.0)
+    loss.backward()
+    torch.testing.assert_close(fake_score.grad, torch.tensor([-0.125, -0.125]))
+    only_fm = adversarial_loss(fake_score, real, fake, lambda_fm=10.0, lambda_score=0.0)
+    assert only_fm.item() == pytest.approx(10.0)
+
+
 def _torchvision_style_vgg19_state():
     """A state dict in torchvision's vgg19 key format, including its classifier."""
     torch.manual_seed(0)

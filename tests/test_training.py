@@ -114,6 +114,38 @@ def test_d_warmup_keeps_e_and_g_fixed_while_d_and_w_learn(videos, step, e_and_g_
     assert bool(opt_eg.state) == e_and_g_learn
 
 
+@pytest.mark.parametrize("lambda_score", [1.0, 0.1, 0.0])
+def test_meta_step_weighs_the_score_term_by_lambda_score(videos, monkeypatch, lambda_score):
+    """L_ADV's -D(x̂) enters E's and G's loss times ``lambda_score``; with λ_FM = 0 the
+    adversarial loss is exactly that term."""
+    import fewshot_th.meta
+
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    train = training("tiny").with_changes(lambda_fm=0.0, lambda_score=lambda_score)
+    seen = []
+    real_and_fake = fewshot_th.meta.real_and_fake
+
+    def recording(*args, **kwargs):
+        out = real_and_fake(*args, **kwargs)
+        seen.append(out[1].detach().float().mean().item())
+        return out
+
+    monkeypatch.setattr(fewshot_th.meta, "real_and_fake", recording)
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()])
+    opt_d = torch.optim.Adam(model.discriminator.parameters())
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    losses = meta_step(model, batch, opt_eg, opt_d, ContentLoss({"pixel": 1.0}), train)
+    assert seen[0] != 0
+    assert losses["adv"] == pytest.approx(-lambda_score * seen[0], rel=1e-4, abs=1e-7)
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), "0.1"])
+def test_lambda_score_must_be_a_finite_weight(bad):
+    with pytest.raises(ValueError, match="lambda_score"):
+        training("tiny").with_changes(lambda_score=bad)
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, True])
 def test_d_warmup_steps_must_be_a_count(bad):
     with pytest.raises(ValueError, match="d_warmup_steps"):
