@@ -176,6 +176,27 @@ def _bench_module(name: str):
     return module
 
 
+def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(videos):
+    tool = _bench_module("d_margin_parts")  # bench/: where a trained D's margin lives
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos)).eval()
+    with torch.no_grad():
+        model.discriminator.w0.normal_()
+        model.discriminator.b.fill_(0.7)  # cancels in the difference
+    parts = tool.parts(model, videos, episodes=4, seed=3, k=2)
+    batch = next(episode_batches(EpisodeDataset(videos, k=2, seed=3), 4, seed=10))
+    with torch.no_grad():
+        _, e_hat = model.embedder(batch["source_frames"], batch["source_landmarks"])
+        x_hat = model.generator(batch["target_landmarks"], e_hat)
+        D, y, i = model.discriminator, batch["target_landmarks"], batch["video_index"]
+        margin = D(batch["target_frame"], y, i)[0] - D(x_hat, y, i)[0]
+    total = parts["margin via W_i"] + parts["margin via w0"]
+    assert total == pytest.approx(float(margin.mean()), abs=1e-5)
+    assert parts["real above generated"] == float((margin > 0).float().mean())
+    assert parts["‖w0‖"] == pytest.approx(float(D.w0.norm()))
+    assert parts["‖v(x) - v(x̂)‖"] > 0  # an untrained G does not redraw the frame
+
+
 def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path):
     parts_tool = _bench_module("checkpoint_parts")  # bench/: a limit of the GPU set-up only
     trainer = _trainer(videos, tmp_path / "a")
