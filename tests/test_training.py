@@ -197,6 +197,17 @@ def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(video
     assert parts["‖v(x) - v(x̂)‖"] > 0  # an untrained G does not redraw the frame
 
 
+def test_hinge_curves_average_windows_and_count_a_resumed_step_once(tmp_path):
+    tool = _bench_module("hinge_curves")
+    lines = [{"step": s, "dsc": 2.0} for s in (1, 2, 3, 4)]  # a first leg to step 4
+    lines += [{"step": s, "dsc": 1.0} for s in (3, 4, 5)]  # resumed from step 2's checkpoint
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert tool.window_means(tmp_path / "metrics.jsonl", 2) == [(2, 2.0), (4, 1.0), (5, 1.0)]
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(SystemExit, match="metrics.jsonl:1: not a metrics line"):
+        tool.window_means(tmp_path / "metrics.jsonl", 2)
+
+
 def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path):
     parts_tool = _bench_module("checkpoint_parts")  # bench/: a limit of the GPU set-up only
     trainer = _trainer(videos, tmp_path / "a")
