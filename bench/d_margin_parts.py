@@ -96,8 +96,9 @@ def main() -> None:
     print("| model | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for source, row in rows:
-        print(f"| {source} | " + " | ".join(f"{row[k]:+.3f}" if k.startswith("margin")
-                                            else f"{row[k]:.3g}" for k in keys) + " |")
+        cells = [f"{row[k]:+.3f}" if k.startswith("margin") else f"{row[k]:.2f}"
+                 if k == "real above generated" else f"{row[k]:.3g}" for k in keys]
+        print(f"| {source} | " + " | ".join(cells) + " |")
     print(f"\n{args.episodes} training episodes; {machine()}, torch {torch.__version__}")
 
 
