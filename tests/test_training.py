@@ -193,7 +193,7 @@ def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(video
     total = parts["margin via W_i"] + parts["margin via w0"]
     assert total == pytest.approx(float(margin.mean()), abs=1e-5)
     assert parts["real above generated"] == float((margin > 0).float().mean())
-    assert parts["‖w0‖"] == pytest.approx(float(D.w0.norm()))
+    assert parts["‖w0‖"] == pytest.approx(float(D.w0.detach().norm()))
     assert parts["‖v(x) - v(x̂)‖"] > 0  # an untrained G does not redraw the frame
 
 
