@@ -19,12 +19,12 @@ the two frames alike whatever its hinge loss says.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
-from fewshot_th.checkpoint import load_checkpoint
 from fewshot_th.data import SynthHeads
 from fewshot_th.data.episodes import EpisodeDataset, episode_batches
 from fewshot_th.pretrained import available, load_pretrained, load_trained
@@ -32,25 +32,31 @@ from fewshot_th.pretrained import available, load_pretrained, load_trained
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
-# The `cpu` profile's training videos, which the shipped models were trained on.
-CPU_TRAINING_DATA = {"num_identities": 1000, "num_videos_per_identity": 2,
-                     "frames_per_video": 32, "size": 64, "seed": 0}
+# The `cpu` profile's training videos (SynthHeads.description()), on which the shipped
+# models, whose records do not name their data, were trained.
+CPU_TRAINING_DATA = {"dataset": "SynthHeads", "split": "train", "num_identities": 1000,
+                     "num_videos_per_identity": 2, "frames_per_video": 32, "size": 64,
+                     "seed": 0}
 
 
 def load(source: str):
-    """A model and the SynthHeads arguments of its training videos."""
+    """A model and its training videos."""
     if source in available():
-        model = load_pretrained(source)
-        return model, dict(model.info.get("data") or CPU_TRAINING_DATA)
-    path = Path(source)
-    if not path.exists():
-        raise SystemExit(f"{source}: neither a checkpoint file nor a shipped model "
-                         f"({', '.join(available())})")
-    model = load_trained(path)
-    data = load_checkpoint(path)[1].get("data") or {}
-    if data.get("dataset", "SynthHeads") != "SynthHeads":
-        raise SystemExit(f"{source}: trained on {data['dataset']}, not SynthHeads")
-    return model, {k: data[k] for k in CPU_TRAINING_DATA if k in data} or CPU_TRAINING_DATA
+        model, data = load_pretrained(source), CPU_TRAINING_DATA
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise SystemExit(f"{source}: neither a checkpoint file nor a shipped model "
+                             f"({', '.join(available())})")
+        model = load_trained(path)  # reads and checks the checkpoint; its record is beside it
+        data = json.loads(path.with_suffix(".json").read_text()).get("data", CPU_TRAINING_DATA)
+    if data.get("dataset") != "SynthHeads":
+        raise SystemExit(f"{source}: trained on {data.get('dataset')}, not SynthHeads")
+    videos = SynthHeads(**{k: v for k, v in data.items() if k != "dataset"})
+    if len(videos) != model.discriminator.num_videos:
+        raise SystemExit(f"{source}: D has {model.discriminator.num_videos} rows of W but its "
+                         f"training data has {len(videos)} videos")
+    return model, videos
 
 
 def parts(model, videos, episodes: int, seed: int, k: int = 8) -> dict[str, float]:
@@ -85,12 +91,7 @@ def main() -> None:
         parser.error("--episodes must be positive")
     rows = []
     for source in args.models:
-        model, data = load(source)
-        videos = SynthHeads("train", **data)
-        if len(videos) != model.discriminator.num_videos:
-            raise SystemExit(f"{source}: D has {model.discriminator.num_videos} rows of W but "
-                             f"its training data has {len(videos)} videos")
-        torch.manual_seed(args.seed)
+        model, videos = load(source)
         rows.append((source, parts(model, videos, args.episodes, args.seed)))
     keys = list(rows[0][1])
     print("| model | " + " | ".join(keys) + " |")
