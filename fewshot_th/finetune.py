@@ -180,12 +180,13 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
         model.generator.train(modes[1])
     if mode == "ff":
         return PersonalModel("ff", model.generator, psi, e_hat[0])
-    return _fine_tune(model, frames, images, e_hat[0], psi,
+    return _fine_tune(model, frames, images, torch.as_tensor(points, dtype=torch.float32,
+                                                             device=device), e_hat[0], psi,
                       default_steps(len(frames)) if steps is None else steps,
                       train or train_config_of(model), content_loss, seed, progress)
 
 
-def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, seed,
+def _fine_tune(model, frames, images, points, e_hat, psi, steps, train, content_loss, seed,
                progress) -> PersonalModel:
     G = copy.deepcopy(model.generator).train()
     D = model.discriminator.for_one_person().train()  # W itself is not copied
@@ -206,8 +207,8 @@ def _fine_tune(model, frames, images, e_hat, psi, steps, train, content_loss, se
         fake = G(y, psi=psi_prime)
         real_score, fake_score, real_maps, fake_maps = real_and_fake(D, x, fake, y,
                                                                        w=w_prime)
-        loss_g = content(fake, x) + adversarial_loss(fake_score, real_maps, fake_maps,
-                                                     train.lambda_fm, train.lambda_score)
+        loss_g = content(fake, x, points[chosen]) + adversarial_loss(
+            fake_score, real_maps, fake_maps, train.lambda_fm, train.lambda_score)
         loss_d = discriminator_hinge_loss(real_score, fake_score)
         record = {"step": step + 1, "g": loss_g.item(), "d": loss_d.item()}
         if not (math.isfinite(record["g"]) and math.isfinite(record["d"])):

@@ -10,7 +10,9 @@ E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``
   and ``"synthlandmarks"`` compares the landmarks a SynthHeads landmark network
   (``fewshot_th.landmark_net``) finds in the generated and in the real frame
   (``SynthLandmarkFeatures``): a term on where the face's parts are, which a pixel L1 weighs
-  only by their pixel count.
+  only by their pixel count. ``"mouth"`` is the pixel L1 once more on the box around the
+  target's mouth and chin, weighed by how far its landmarks open the mouth
+  (``mouth_region``): what a talking mouth changes in a frame, found from the landmarks alone.
 * ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
   intermediate maps on the real and the generated frame, weighted by λ_FM.
 * ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1 / D``: the embedder's vector and the
@@ -38,7 +40,7 @@ from .identity import IdentityNet
 from .weights import cached_or_downloaded
 
 __all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "SynthLandmarkFeatures",
-           "ContentLoss",
+           "ContentLoss", "mouth_region",
            "FeatureWeightsMissing", "load_vgg19", "load_vggface", "load_synthface",
            "load_synthlandmarks",
            "CONTENT_TERMS", "SYNTHFACE_ASSET", "adversarial_loss", "feature_matching_loss",
@@ -306,6 +308,31 @@ def load_vggface(path: str | os.PathLike | None) -> VGGFaceFeatures:
     return network.freeze()
 
 
+MOUTH_LANDMARKS = list(range(48, 68))  # outer and inner lips
+CHIN_LANDMARKS = list(range(5, 12))  # the jaw drops when the mouth opens
+OPEN_AT = 3 / 64  # inner lips this far apart (a share of the frame) count as fully open
+
+
+def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 68, 2)`` landmarks in pixels -> ``(B, 1, size, size)`` weights in [0, 1]: the box
+    around the lips' and the chin's landmarks, one pixel wider, times how far the inner lips
+    are apart (0 shut, 1 from 3 px at 64 px on). Where the frame of a talking mouth differs
+    from the same frame with the mouth shut (the mouth and a crescent along the chin, chapter
+    8), from the target's own landmarks, so it works on real videos as on SynthHeads."""
+    if points.ndim != 3 or points.shape[1:] != (68, 2):
+        raise ValueError(f"points must be (B, 68, 2) landmarks, got {tuple(points.shape)}")
+    points = points.float()
+    box = points[:, MOUTH_LANDMARKS + CHIN_LANDMARKS]
+    low, high = (box.amin(dim=1) - 1).floor(), (box.amax(dim=1) + 1).ceil()
+    centres = torch.arange(size, dtype=torch.float32, device=points.device) + 0.5
+    inside_x = (centres >= low[:, :1]) & (centres <= high[:, :1])
+    inside_y = (centres >= low[:, 1:]) & (centres <= high[:, 1:])
+    gap = points[:, 65:68, 1].mean(dim=1) - points[:, 61:64, 1].mean(dim=1)
+    opening = (gap / (OPEN_AT * size)).clamp(0, 1)
+    return ((inside_y[:, :, None] & inside_x[:, None, :]).float()
+            * opening[:, None, None]).unsqueeze(1)
+
+
 class ContentLoss(nn.Module):
     """L_CNT: weighted sum of L1 distances between feature maps of fixed networks.
 
@@ -313,7 +340,9 @@ class ContentLoss(nn.Module):
         networks: ``{"vgg19": VGG19Features, "vggface": VGGFaceFeatures, "synthface":
             SynthFaceFeatures, "synthlandmarks": SynthLandmarkFeatures}`` (any subset).
         weights: one weight per term of ``CONTENT_TERMS``. A network term sums the mean L1
-            distances of its tapped layers.
+            distances of its tapped layers; ``"pixel"`` is the mean L1 of the pixels,
+            ``"mouth"`` the same mean with each pixel weighed by ``mouth_region`` (it needs
+            the target frames' landmarks).
     """
 
     def __init__(self, weights: dict[str, float], networks: dict[str, nn.Module] | None = None):
@@ -322,19 +351,33 @@ class ContentLoss(nn.Module):
         unknown = set(weights) - set(CONTENT_TERMS)
         if unknown:
             raise ValueError(f"unknown content terms {sorted(unknown)}; use {CONTENT_TERMS}")
-        missing = [name for name in weights if name != "pixel" and name not in networks]
+        missing = [name for name in weights
+                   if name not in ("pixel", "mouth") and name not in networks]
         if missing:
             raise ValueError(f"content terms {missing} need their networks (load_vgg19, "
                              "load_vggface, load_synthface, load_synthlandmarks)")
         self.weights = dict(weights)
         self.networks = nn.ModuleDict({k: v for k, v in networks.items() if k in weights})
 
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """``fake``, ``real``: ``(B, 3, H, W)`` in [0, 1]. Returns a scalar."""
+    def forward(self, fake: torch.Tensor, real: torch.Tensor,
+                points: torch.Tensor | None = None) -> torch.Tensor:
+        """``fake``, ``real``: ``(B, 3, H, W)`` in [0, 1]; ``points``: the real frames'
+        ``(B, 68, 2)`` landmarks, needed by the ``"mouth"`` term only. Returns a scalar."""
         total = fake.new_zeros(())
         for name, weight in self.weights.items():
             if name == "pixel":
                 total = total + weight * F.l1_loss(fake, real)
+                continue
+            if name == "mouth":
+                if points is None:
+                    raise ValueError("the 'mouth' content term weighs the pixels around the "
+                                     "target's mouth: pass the target frames' landmarks "
+                                     "(points=...)")
+                if len(points) != len(real):
+                    raise ValueError(f"points: {len(points)} landmark sets for {len(real)} "
+                                     "frames")
+                region = mouth_region(points, real.shape[-1]).to(fake.dtype)
+                total = total + weight * ((fake - real).abs() * region).mean()
                 continue
             network = self.networks[name]
             with torch.no_grad():

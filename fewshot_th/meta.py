@@ -150,7 +150,7 @@ def meta_step(model: TalkingHeadModel, batch: dict, opt_eg: torch.optim.Optimize
             x_hat = G(y_t, e_hat)  # 2
         real_score, fake_score, real_maps, fake_maps = real_and_fake(D, x_t, x_hat, y_t,
                                                                        index)  # 3
-        l_cnt = content_loss(x_hat.float(), x_t)  # 4
+        l_cnt = content_loss(x_hat.float(), x_t, batch.get("target_points"))  # 4
         l_adv = adversarial_loss(fake_score, real_maps, fake_maps, train.lambda_fm,
                                  train.lambda_score)
         ramp = min(1.0, (step + 1) / train.mch_warmup_steps) if train.mch_warmup_steps else 1.0

@@ -521,3 +521,22 @@ def test_generate_draws_the_watched_targets_and_keeps_the_mode(videos, tmp_path)
     assert not trainer.model.training
     with pytest.raises(ValueError, match="count"):
         trainer.generate(batch, count=4)  # the batch holds 3 episodes
+
+
+def test_meta_step_and_fine_tuning_give_the_mouth_term_the_target_landmarks(videos):
+    """A recipe with the ``mouth`` content term trains: the episodes' target points reach it
+    in meta-learning, the K frames' points in fine-tuning."""
+    from fewshot_th.finetune import few_shot
+
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    train = training("tiny").with_changes(content=(("pixel", 10.0), ("mouth", 90.0)))
+    content = ContentLoss(dict(train.content))
+    opt_eg = torch.optim.Adam([*model.embedder.parameters(), *model.generator.parameters()])
+    opt_d = torch.optim.Adam(model.discriminator.parameters())
+    batch = next(episode_batches(EpisodeDataset(videos, k=2), batch_size=2))
+    losses = meta_step(model, batch, opt_eg, opt_d, content, train)
+    assert math.isfinite(losses["cnt"]) and losses["cnt"] > 0
+    frames, points = videos.get_frames(0, [0, 1, 2])
+    ft = few_shot(model, frames, points, mode="ft", steps=2, train=train, progress=False)
+    assert len(ft.history) == 2 and not torch.equal(ft.psi, ft.psi_init)

@@ -15,6 +15,8 @@ from fewshot_th.plot import method_diagram, overlay, to_numpy_image  # noqa: E40
 
 HERE = Path(__file__).parent
 RUNS = HERE.parent.parent / "bench" / "data" / "time_to_quality"
+HINGE = Path("/tmp/nb/hinge_test.json")
+SHIPPED = HERE.parent.parent / "fewshot_th" / "assets" / "synthheads-cpu.json"
 GPU_RECIPES = {"control": "λ_MCH = 80 (the first recipe)", "lrw": "λ_MCH = 80, W at lr 1e-2",
                "mch8": "λ_MCH = 8", "nomch": "λ_MCH = 0",
                "mch8-b32": "λ_MCH = 8, batch 32, lr 4e-4 (the `cpu` profile)"}
@@ -59,6 +61,28 @@ def time_to_quality_figure(path: Path) -> None:
     plt.close(fig)
 
 
+def hinge_figure(path: Path) -> None:
+    """D's hinge loss over training: the shipped model's run (its stored curve) beside the
+    warm starts of bench/RESULTS.md that made D learn (bench/hinge_curves.py's JSON)."""
+    shipped = json.loads(SHIPPED.read_text())["curve"]
+    runs = json.loads(HINGE.read_text())
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(shipped["step"], shipped["dsc"], color="grey", lw=1.2,
+            label="the shipped model's run (λ_FM 10, D's two defects)")
+    for i, (name, curve) in enumerate(runs["curves"].items()):
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], color=f"C{i}", lw=1.4,
+                label=name)
+    ax.axhline(2, color="k", lw=0.6, ls="--")
+    ax.text(10, 2.04, "2: real and generated scored alike", fontsize=7)
+    ax.set_ylim(0, 2.6)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"D's hinge loss\n(mean of {runs['window']} steps)")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def synthheads_figure(path: Path) -> None:
     ds = SynthHeads("train", num_identities=6, num_videos_per_identity=1, frames_per_video=24,
                     size=128, seed=0)
@@ -83,5 +107,7 @@ if __name__ == "__main__":
     method_diagram().savefig(HERE / "method.png", dpi=90, bbox_inches="tight")
     synthheads_figure(HERE / "synthheads.png")
     time_to_quality_figure(HERE / "time_to_quality.png")
+    hinge_figure(HERE / "hinge.png")
     print("wrote", ", ".join(str(HERE / name) for name in
-                             ("method.png", "synthheads.png", "time_to_quality.png")))
+                             ("method.png", "synthheads.png", "time_to_quality.png",
+                              "hinge.png")))
