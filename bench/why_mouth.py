@@ -15,10 +15,15 @@ mouth closed (``SynthHeads.counterfactual``) differ by more than 0.03:
    others, beside the same regression on the landmark image itself.
 4. **D**: does the meta-learned D (with w0 + ê) score the real frame above the same frame
    with the mouth closed, whose landmarks say open?
-5. **An intervention**: G alone (E fixed) trained on for ``--steps`` steps of meta-learning
+5. **Is the landmark network fooled?** The inner-lip opening (px) that the ``synthlandmarks``
+   network finds in the true frames, in the same frames with the mouth shut and in G's
+   frames, beside where G's frames lie between shut (0) and open (1) on the mouth pixels.
+6. **An intervention**: G alone (E fixed) trained on for ``--steps`` steps of meta-learning
    episodes with pixel L1, once as the recipe weighs pixels and once with the mouth pixels
-   weighted ``--weight`` times more, and with ``--landmark-term W`` once more with pixel L1
-   plus W x the ``synthlandmarks`` content term; mouth-open recall before and after each.
+   weighted ``--weight`` times more, with ``--landmark-term W`` once more with pixel L1
+   plus W x the ``synthlandmarks`` content term, and with ``--mouth-term W`` with pixel L1
+   plus W x the ``mouth`` content term (``losses.mouth_region``: found from the target's
+   landmarks, no counterfactual); mouth-open recall before and after each.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ import torch
 
 from fewshot_th.data import SynthHeads
 from fewshot_th.diagnosis import mouth_diagnosis, speaking_episode
+from fewshot_th.landmark_net import load_landmark_net
 from fewshot_th.landmarks import draw_landmarks
-from fewshot_th.losses import content_loss_from
+from fewshot_th.losses import content_loss_from, mouth_region
 from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained
 
@@ -53,6 +59,32 @@ def mouth_recall(model, G, people) -> float:
         hits.append(attribute_recall(frames.float(), p["truth"], p["shut"]))
     hits = torch.cat(hits)
     return float(hits[~hits.isnan()].mean())
+
+
+def landmark_net_opening(model, people) -> dict:
+    """The inner-lip opening (px) the landmark network of the ``synthlandmarks`` term finds
+    in the true frames, the shut ones and G's, and where G's frames lie on the mouth pixels
+    between the shut (0) and the true frame (1)."""
+    net = load_landmark_net().eval()
+    size = model.config.image_size
+
+    def opening(frames):
+        with torch.no_grad():
+            points = (net(frames.float()).view(-1, 68, 2) + 1) * size / 2
+        return float((points[:, 65:68, 1].mean(1) - points[:, 61:64, 1].mean(1)).mean())
+
+    truth = torch.cat([p["truth"] for p in people])
+    shut = torch.cat([p["shut"] for p in people])
+    with torch.no_grad():
+        drawn = torch.cat([model.generator(draw_landmarks(p["points"], size),
+                                           p["e_hat"].expand(len(p["points"]), -1)).float()
+                           for p in people])
+    mouth = (truth - shut).abs().amax(dim=1, keepdim=True) > 0.03
+    to_truth = ((drawn - truth).abs() * mouth).sum((1, 2, 3))
+    to_shut = ((drawn - shut).abs() * mouth).sum((1, 2, 3))
+    return {"true": opening(truth), "shut": opening(shut), "generated": opening(drawn),
+            "generated_pixels_between_shut_and_open": float((to_shut / (to_truth + to_shut))
+                                                            .mean())}
 
 
 def with_e_hat(model, people: list[dict]) -> list[dict]:
@@ -103,9 +135,10 @@ def probe(model, seed: int) -> dict:
 
 
 def train_g(model, people_for_training, steps: int, weight: float, seed: int,
-            landmark_term: float = 0.0):
+            landmark_term: float = 0.0, mouth_term: float = 0.0):
     """G alone, trained on with pixel L1 x 10 (E fixed), mouth pixels weighted ``weight``,
-    plus ``landmark_term`` x the ``synthlandmarks`` content term when it is not 0."""
+    plus ``landmark_term`` x the ``synthlandmarks`` content term when it is not 0, plus
+    ``mouth_term`` x the ``mouth`` content term when it is not 0."""
     features = content_loss_from((("synthlandmarks", landmark_term),)) if landmark_term \
         else None
     G = copy.deepcopy(model.generator).train()
@@ -125,6 +158,9 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int,
         loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
         if features is not None:
             loss = loss + features(frames, truth)
+        if mouth_term:
+            points = torch.stack([p["points"][r] for p, r in zip(batch, rows)])
+            loss = loss + mouth_term * ((frames - truth).abs() * mouth_region(points, size)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -142,6 +178,10 @@ def main() -> None:
                         help="also train G with pixel L1 plus this weight x the synthlandmarks "
                              "content term (the landmarks the SynthHeads landmark network "
                              "finds in the generated and the real frame)")
+    parser.add_argument("--mouth-term", type=float, default=0.0,
+                        help="also train G with pixel L1 plus this weight x the mouth content "
+                             "term (the pixels around the target's lips and chin, weighed by "
+                             "how far its landmarks open the mouth)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the numbers as JSON here")
     args = parser.parse_args()
@@ -157,6 +197,7 @@ def main() -> None:
                       frames_per_video=64, size=size, seed=args.seed)
     people = with_e_hat(model, [e for i in range(args.identities)
                                 if (e := speaking_episode(test, i)) is not None])
+    results["landmark_net_opening_px"] = landmark_net_opening(model, people)
     train = SynthHeads("train", num_identities=200, num_videos_per_identity=1,
                        frames_per_video=64, size=size, seed=args.seed + 2)
     train_people = with_e_hat(model, [speaking_episode(train, i, per_person=8, speaking=False)
@@ -168,6 +209,10 @@ def main() -> None:
     if args.landmark_term:
         G = train_g(model, train_people, args.steps, 1.0, args.seed, args.landmark_term)
         results[f"mouth_recall_after_{args.steps}_steps_synthlandmarks_{args.landmark_term:g}"] \
+            = mouth_recall(model, G, people)
+    if args.mouth_term:
+        G = train_g(model, train_people, args.steps, 1.0, args.seed, mouth_term=args.mouth_term)
+        results[f"mouth_recall_after_{args.steps}_steps_mouth_{args.mouth_term:g}"] \
             = mouth_recall(model, G, people)
     results["minutes"] = round((time.perf_counter() - start) / 60, 1)
     results["machine"] = machine()

@@ -540,3 +540,28 @@ def test_meta_step_and_fine_tuning_give_the_mouth_term_the_target_landmarks(vide
     frames, points = videos.get_frames(0, [0, 1, 2])
     ft = few_shot(model, frames, points, mode="ft", steps=2, train=train, progress=False)
     assert len(ft.history) == 2 and not torch.equal(ft.psi, ft.psi_init)
+
+
+def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_shut_and_open():
+    """A 'generator' that draws every speaking frame with the mouth shut lies at 0 between shut
+    and open; one that draws the truth at 1; the landmark network finds the true mouths open
+    wider than the shut ones."""
+    from types import SimpleNamespace
+
+    from fewshot_th.data import SynthHeads
+    from fewshot_th.diagnosis import speaking_episode
+
+    tool = _bench_module("why_mouth")
+    test = SynthHeads("test", num_identities=4, num_videos_per_identity=1, frames_per_video=64,
+                      size=64, seed=0)
+    people = [dict(e, e_hat=torch.zeros(4)) for i in range(4)
+              if (e := speaking_episode(test, i)) is not None]
+    assert people
+    for key, expected in (("shut", 0.0), ("truth", 1.0)):
+        frames = iter([p[key] for p in people])
+        model = SimpleNamespace(config=SimpleNamespace(image_size=64),
+                                generator=lambda images, e_hat, frames=frames: next(frames))
+        found = tool.landmark_net_opening(model, people)
+        assert found["generated_pixels_between_shut_and_open"] == pytest.approx(expected)
+        assert found["generated"] == pytest.approx(found[key if key == "shut" else "true"])
+        assert found["true"] > found["shut"] + 1

@@ -15,7 +15,7 @@ from fewshot_th.plot import method_diagram, overlay, to_numpy_image  # noqa: E40
 
 HERE = Path(__file__).parent
 RUNS = HERE.parent.parent / "bench" / "data" / "time_to_quality"
-HINGE = Path("/tmp/nb/hinge_test.json")
+HINGE = HERE.parent.parent / "bench" / "data" / "hinge_working_d.json"
 SHIPPED = HERE.parent.parent / "fewshot_th" / "assets" / "synthheads-cpu.json"
 GPU_RECIPES = {"control": "λ_MCH = 80 (the first recipe)", "lrw": "λ_MCH = 80, W at lr 1e-2",
                "mch8": "λ_MCH = 8", "nomch": "λ_MCH = 0",
