@@ -66,18 +66,18 @@ def hinge_figure(path: Path) -> None:
     warm starts of bench/RESULTS.md that made D learn (bench/hinge_curves.py's JSON)."""
     shipped = json.loads(SHIPPED.read_text())["curve"]
     runs = json.loads(HINGE.read_text())
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(10.5, 3.6))
     ax.plot(shipped["step"], shipped["dsc"], color="grey", lw=1.2,
-            label="the shipped model's run (λ_FM 10, D's two defects)")
+            label="the shipped model's run\n(from scratch, λ_FM 10, D's two defects)")
     for i, (name, curve) in enumerate(runs["curves"].items()):
         ax.plot([c[0] for c in curve], [c[1] for c in curve], color=f"C{i}", lw=1.4,
                 label=name)
     ax.axhline(2, color="k", lw=0.6, ls="--")
-    ax.text(10, 2.04, "2: real and generated scored alike", fontsize=7)
-    ax.set_ylim(0, 2.6)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"D's hinge loss\n(mean of {runs['window']} steps)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.text(3500, 2.1, "2: real and generated frames scored alike", fontsize=8)
+    ax.set_ylim(0, 2.5)
+    ax.set_xlabel("training step (the warm starts count from the shipped model's E and G)")
+    ax.set_ylabel(f"D's hinge loss (mean\nof {runs['window']} steps)")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
