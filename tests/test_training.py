@@ -270,7 +270,7 @@ def test_a_nan_loss_stops_training_and_names_the_last_good_checkpoint(videos, tm
     trainer.run(1, progress=False)
 
     class Broken(ContentLoss):
-        def forward(self, fake, real):
+        def forward(self, fake, real, points=None):
             return fake.sum() * float("nan")
 
     trainer.content_loss = Broken({"pixel": 1.0})
