@@ -42,7 +42,7 @@ from fewshot_th.data import SynthHeads
 from fewshot_th.diagnosis import mouth_diagnosis, speaking_episode
 from fewshot_th.landmark_net import load_landmark_net
 from fewshot_th.landmarks import draw_landmarks
-from fewshot_th.losses import content_loss_from, mouth_region
+from fewshot_th.losses import content_loss_from
 from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained
 
@@ -50,14 +50,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
 
+def drawn(G, person: dict, size: int) -> torch.Tensor:
+    """G's frames of one person's speaking targets, from their landmarks and ê."""
+    with torch.no_grad():
+        return G(draw_landmarks(person["points"], size),
+                 person["e_hat"].expand(len(person["points"]), -1)).float()
+
+
 def mouth_recall(model, G, people) -> float:
     size = model.config.image_size
-    hits = []
-    for p in people:
-        with torch.no_grad():
-            frames = G(draw_landmarks(p["points"], size), p["e_hat"].expand(len(p["points"]), -1))
-        hits.append(attribute_recall(frames.float(), p["truth"], p["shut"]))
-    hits = torch.cat(hits)
+    hits = torch.cat([attribute_recall(drawn(G, p, size), p["truth"], p["shut"])
+                      for p in people])
     return float(hits[~hits.isnan()].mean())
 
 
@@ -75,14 +78,11 @@ def landmark_net_opening(model, people) -> dict:
 
     truth = torch.cat([p["truth"] for p in people])
     shut = torch.cat([p["shut"] for p in people])
-    with torch.no_grad():
-        drawn = torch.cat([model.generator(draw_landmarks(p["points"], size),
-                                           p["e_hat"].expand(len(p["points"]), -1)).float()
-                           for p in people])
+    generated = torch.cat([drawn(model.generator, p, size) for p in people])
     mouth = (truth - shut).abs().amax(dim=1, keepdim=True) > 0.03
-    to_truth = ((drawn - truth).abs() * mouth).sum((1, 2, 3))
-    to_shut = ((drawn - shut).abs() * mouth).sum((1, 2, 3))
-    return {"true": opening(truth), "shut": opening(shut), "generated": opening(drawn),
+    to_truth = ((generated - truth).abs() * mouth).sum((1, 2, 3))
+    to_shut = ((generated - shut).abs() * mouth).sum((1, 2, 3))
+    return {"true": opening(truth), "shut": opening(shut), "generated": opening(generated),
             "generated_pixels_between_shut_and_open": float((to_shut / (to_truth + to_shut))
                                                             .mean())}
 
@@ -139,8 +139,9 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int,
     """G alone, trained on with pixel L1 x 10 (E fixed), mouth pixels weighted ``weight``,
     plus ``landmark_term`` x the ``synthlandmarks`` content term when it is not 0, plus
     ``mouth_term`` x the ``mouth`` content term when it is not 0."""
-    features = content_loss_from((("synthlandmarks", landmark_term),)) if landmark_term \
-        else None
+    terms = tuple((name, weight) for name, weight in (("synthlandmarks", landmark_term),
+                                                      ("mouth", mouth_term)) if weight)
+    extra = content_loss_from(terms) if terms else None
     G = copy.deepcopy(model.generator).train()
     optimizer = torch.optim.Adam(G.parameters(), lr=4e-4, betas=(0.5, 0.999))
     size = model.config.image_size
@@ -150,17 +151,15 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int,
         rows = [int(rng.integers(len(p["truth"]))) for p in batch]
         truth = torch.stack([p["truth"][r] for p, r in zip(batch, rows)])
         closed = torch.stack([p["shut"][r] for p, r in zip(batch, rows)])
-        images = draw_landmarks(torch.stack([p["points"][r] for p, r in zip(batch, rows)]), size)
+        points = torch.stack([p["points"][r] for p, r in zip(batch, rows)])
+        images = draw_landmarks(points, size)
         e_hat = torch.stack([p["e_hat"] for p in batch])
         mouth = (truth - closed).abs().amax(dim=1, keepdim=True) > 0.03
         pixel_weight = 1 + (weight - 1) * mouth.float()
         frames = G(images, e_hat)
         loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
-        if features is not None:
-            loss = loss + features(frames, truth)
-        if mouth_term:
-            points = torch.stack([p["points"][r] for p, r in zip(batch, rows)])
-            loss = loss + mouth_term * ((frames - truth).abs() * mouth_region(points, size)).mean()
+        if extra is not None:
+            loss = loss + extra(frames, truth, points)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -317,8 +317,9 @@ def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, 68, 2)`` landmarks in pixels -> ``(B, 1, size, size)`` weights in [0, 1]: the box
     around the lips' and the chin's landmarks, one pixel wider, times how far the inner lips
     are apart (0 shut, 1 from 3 px at 64 px on). Where the frame of a talking mouth differs
-    from the same frame with the mouth shut (the mouth and a crescent along the chin, chapter
-    8), from the target's own landmarks, so it works on real videos as on SynthHeads."""
+    from the same frame with the mouth shut (the mouth and a crescent along the chin,
+    ``bench/RESULTS.md``), from the target's own landmarks, so it works on real videos as on
+    SynthHeads."""
     if points.ndim != 3 or points.shape[1:] != (68, 2):
         raise ValueError(f"points must be (B, 68, 2) landmarks, got {tuple(points.shape)}")
     points = points.float()
