@@ -21,6 +21,7 @@ from .evaluation import (
     target_pose,
 )
 from .finetune import few_shot
+from .identity import roc_auc
 from .landmarks import draw_landmarks
 from .metrics import (
     attribute_recall,
@@ -28,7 +29,7 @@ from .metrics import (
 from .tables import TARGET_KINDS
 
 __all__ = ["method_examples", "SPEAKING", "speaking_episode", "mouth_diagnosis",
-           "embedding_detail_gap"]
+           "glasses_episode", "glasses_diagnosis", "glasses_examples", "embedding_detail_gap"]
 
 
 def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "same-video",
@@ -153,6 +154,170 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
     return {"frames": len(real), **{name: float(np.mean(v)) for name, v in tally.items()},
             "d_real_above_shut": float((real > shut).float().mean()),
             "d_gap": float((real - shut).mean()), "recall": float(recall[~recall.isnan()].mean())}
+
+
+def glasses_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int = 4) -> dict:
+    """One test person's K sources (evenly spaced over the first half of the video) and
+    ``per_person`` targets evenly spaced over its second half, each drawn a second time with
+    the glasses switched (``SynthHeads.render(..., attributes={"glasses": ...})``: taken off a
+    person who wears them, put on one who does not): ``"sources_flipped"``, ``"flipped"``;
+    ``"wears"`` says which."""
+    episode = speaking_episode(test, identity, k, per_person, speaking=False)
+    del episode["shut"], episode["shut_points"]
+    wears = bool(test.attributes(identity)["glasses"] > 0)
+    flipped = {"glasses": 0.0 if wears else 1.0}
+    half = test.frames_per_video // 2
+    episode["sources_flipped"] = test.render(identity, test.pose(
+        identity, np.linspace(0, half - 1, k).astype(int)), attributes=flipped)
+    chosen = np.linspace(half, test.frames_per_video - 1, per_person).astype(int)
+    episode["flipped"] = test.render(identity, test.pose(identity, chosen), attributes=flipped)
+    episode["wears"] = wears
+    return episode
+
+
+def glasses_diagnosis(model, identities: int = 80, seed: int = 0, k: int = 8) -> dict:
+    """Why a model does or does not draw glasses, feed-forward from K frames of held-out
+    people (``glasses_episode``; a quarter of SynthHeads people wear glasses). The glasses
+    pixels are those where a target and the same frame with the glasses switched (off a
+    wearer, on anyone else) differ by more than 0.03. Returns
+
+    * ``people``, ``frames``: how many glasses-wearers and their target frames were scored;
+    * ``pixel_share``, ``error_share``: the glasses pixels' share of a wearer's frame, and of
+      the model's L1 error on it (the weight the pixel loss gives them);
+    * ``between``: where the generated frames of wearers lie on the glasses pixels between
+      the frame without glasses (0) and the true one (1), by mean absolute difference;
+    * ``recall``: glasses recall on wearers (``attribute_recall``), and ``recall_without``:
+      the same for the others, against their frames with glasses put on (1: drawn without).
+      Glasses drawn faintly on everybody score about half on both;
+    * ``embedding_ratio``: how far a wearer's ê moves when the same K sources are drawn
+      without the glasses, over the median distance between two wearers' ê;
+    * ``probe_auc``: can a linear read-out of ê tell who wears glasses? ROC AUC of a
+      leave-one-out ridge regression over all the people (0.5: not at all), and
+      ``pixel_probe_auc``: the same read-out of the mean of the K sources' pixels (pooled to
+      16 x 16), for scale, and ``trunk_probe_auc``: of the output of each of E's blocks
+      (``embedder.trunk``, averaged over the K sources, pooled to at most 4 x 4), before the
+      global sum pooling that makes ê (where does E lose them?);
+    * ``g_response``: how much G's frame of a wearer changes on the glasses pixels between
+      the two ê (same landmarks), as a share of how much the true frame changes;
+    * ``d_real_above_off``, ``d_gap``: how often the meta-learned D (with w0 + ê) scores a
+      wearer's real frame above the same frame without the glasses, and by how much.
+    """
+    if not is_int(identities) or identities < 2:
+        raise ValueError(f"identities must be an integer of at least 2, got {identities!r}")
+    if not is_int(k) or not 1 <= k <= FRAMES_PER_VIDEO // 2:
+        raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
+    size = model.config.image_size
+    device = next(model.generator.parameters()).device
+    model.eval()
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=size, seed=seed)
+    tally = {name: [] for name in ("pixel_share", "error_share", "between", "g_response")}
+    recall, recall_without, real, off, e_all, wears, e_with, e_without, pixels, trunk = (
+        [] for _ in range(10))
+    for identity in range(identities):
+        episode = glasses_episode(test, identity, k)
+        images = draw_landmarks(episode["source_points"], size)[None].to(device)
+        targets = draw_landmarks(episode["points"], size).to(device)
+        with torch.no_grad():
+            e1 = model.embedder(episode["sources"][None].to(device), images)[1]
+            drawn = model.generator(targets, e1.expand(len(targets), -1)).float().cpu()
+            maps = model.embedder.trunk(torch.cat([episode["sources"].to(device), images[0]], 1))
+        trunk.append([torch.nn.functional.adaptive_avg_pool2d(m.float(), min(4, m.shape[-1]))
+                      .mean(0).flatten().cpu() for m in maps])
+        e_all.append(e1[0].float().cpu())
+        pixels.append(torch.nn.functional.adaptive_avg_pool2d(episode["sources"], 16).mean(0)
+                      .flatten())
+        wears.append(episode["wears"])
+        truth, flipped = episode["truth"], episode["flipped"]
+        if not episode["wears"]:
+            recall_without.append(attribute_recall(drawn, truth, flipped))
+            continue
+        with torch.no_grad():
+            e0 = model.embedder(episode["sources_flipped"][None].to(device), images)[1]
+            drawn_off = model.generator(targets, e0.expand(len(targets), -1)).float().cpu()
+        glasses = (truth - flipped).abs().amax(dim=1) > 0.03
+        error = (drawn - truth).abs().mean(dim=1)
+        to_truth = (drawn - truth).abs().mean(dim=1)[glasses].sum()
+        to_off = (drawn - flipped).abs().mean(dim=1)[glasses].sum()
+        tally["pixel_share"].append(float(glasses.float().mean()))
+        tally["error_share"].append(float(error[glasses].sum() / error.sum().clamp_min(1e-12)))
+        tally["between"].append(float(to_off / (to_truth + to_off).clamp_min(1e-12)))
+        tally["g_response"].append(float((drawn - drawn_off).abs().mean(dim=1)[glasses].mean()
+                                         / (truth - flipped).abs().mean(dim=1)[glasses].mean()))
+        recall.append(attribute_recall(drawn, truth, flipped))
+        real.append(discriminator_scores(model, truth, episode["points"], e1[0]))
+        off.append(discriminator_scores(model, flipped, episode["points"], e1[0]))
+        e_with.append(e1[0].float().cpu())
+        e_without.append(e0[0].float().cpu())
+    if not 2 <= len(e_with) < identities:
+        raise ValueError(f"{len(e_with)} of the {identities} test people wear glasses: need at "
+                         f"least 2 who do and 1 who does not, use more identities")
+    e_with, e_without = torch.stack(e_with), torch.stack(e_without)
+    others = ~torch.eye(len(e_with), dtype=torch.bool)
+
+    def mean(hits):
+        hits = torch.cat(hits)
+        return float(hits[~hits.isnan()].mean())
+
+    real, off = torch.cat(real), torch.cat(off)
+    return {"people": len(e_with), "frames": len(real),
+            **{name: float(np.mean(v)) for name, v in tally.items()},
+            "recall": mean(recall), "recall_without": mean(recall_without),
+            "embedding_ratio": float((e_with - e_without).norm(dim=1).median()
+                                     / torch.cdist(e_with, e_with)[others].median()
+                                     .clamp_min(1e-12)),
+            "probe_auc": _leave_one_out_auc(torch.stack(e_all), torch.tensor(wears)),
+            "pixel_probe_auc": _leave_one_out_auc(torch.stack(pixels), torch.tensor(wears)),
+            "trunk_probe_auc": [_leave_one_out_auc(torch.stack(block), torch.tensor(wears))
+                                for block in zip(*trunk)],
+            "d_real_above_off": float((real > off).float().mean()),
+            "d_gap": float((real - off).mean())}
+
+
+def glasses_examples(model, count: int = 4, seed: int = 0, num_identities: int = 20,
+                     k: int = 8) -> dict[str, torch.Tensor]:
+    """The picture beside ``glasses_diagnosis``: the first ``count`` glasses-wearers among
+    ``num_identities`` test people, each at its first target (``glasses_episode``), as
+    ``{"truth", "without glasses", "FF", "FF, sources without glasses"}`` ``(count, 3, H,
+    W)``: FF from the K sources and from the same K frames drawn without glasses."""
+    if not is_int(count) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    test = SynthHeads("test", num_identities=num_identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
+                      seed=seed)
+    wearers = [i for i in range(num_identities) if test.attributes(i)["glasses"]][:count]
+    if len(wearers) < count:
+        raise ValueError(f"only {len(wearers)} of {num_identities} test people wear glasses: "
+                         f"ask for fewer or use more identities")
+    model.eval()
+    out = {name: [] for name in ("truth", "without glasses", "FF",
+                                 "FF, sources without glasses")}
+    for wearer in wearers:
+        episode = glasses_episode(test, wearer, k)
+        target = episode["points"][:1]
+        out["truth"].append(episode["truth"][:1])
+        out["without glasses"].append(episode["flipped"][:1])
+        for name, sources in (("FF", "sources"), ("FF, sources without glasses",
+                                                  "sources_flipped")):
+            out[name].append(few_shot(model, episode[sources], episode["source_points"],
+                                      progress=False).render(target).cpu())
+    return {name: torch.cat(frames) for name, frames in out.items()}
+
+
+def _leave_one_out_auc(features: torch.Tensor, labels: torch.Tensor, alpha: float = 1.0) -> float:
+    """ROC AUC of a ridge regression from ``features`` (N, D) to binary ``labels`` (N,), each
+    person scored by the fit on all the others (standardised features, ``alpha`` x N ridge)."""
+    x, y = features.double(), labels.double()
+    scores = []
+    for i in range(len(x)):
+        keep = torch.arange(len(x)) != i
+        mean, scale = x[keep].mean(0), x[keep].std(0) + 1e-6
+        a = (x[keep] - mean) / scale
+        weights = torch.linalg.solve(a.T @ a + alpha * len(a) * torch.eye(a.shape[1],
+                                                                          dtype=a.dtype),
+                                     a.T @ (y[keep] - y[keep].mean()))
+        scores.append(float(((x[i] - mean) / scale) @ weights))
+    return roc_auc(np.array(scores), labels.numpy().astype(bool))
 
 
 def embedding_detail_gap(model, identities: int = 20, seed: int = 0, k: int = 32) -> dict:

@@ -11,6 +11,9 @@ from fewshot_th.config import cpu, tiny, training
 from fewshot_th.data import COUNTERFACTUALS, SynthHeads
 from fewshot_th.diagnosis import (
     embedding_detail_gap,
+    glasses_diagnosis,
+    glasses_episode,
+    glasses_examples,
     method_examples,
     mouth_diagnosis,
     speaking_episode,
@@ -451,3 +454,102 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
         mouth_diagnosis(model, identities=0)
     with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
         mouth_diagnosis(model, identities=3, k=0)
+
+
+class _GlassesEmbedder(torch.nn.Module):
+    """A stand-in E on the test people of ``glasses_diagnosis``: ê[0] is 1 where the K
+    sources show glasses (``sees``; a blind one gives 0 always), the rest 0."""
+
+    def __init__(self, episodes, dim: int, sees: bool):
+        super().__init__()
+        self.episodes, self.dim, self.sees = episodes, dim, sees
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def trunk(self, x):  # one "block": the frames and landmark images as they come
+        return [x]
+
+    def forward(self, frames, landmarks):
+        e = torch.zeros(1, self.dim)
+        for episode in self.episodes:
+            if torch.equal(frames[0], episode["sources"]):
+                e[0, 0] = float(self.sees and episode["wears"])
+            elif torch.equal(frames[0], episode["sources_flipped"]):
+                e[0, 0] = float(self.sees and not episode["wears"])
+            else:
+                continue
+            return e[:, None], e
+        raise AssertionError("sources of no test person")
+
+
+class _GlassesGenerator(torch.nn.Module):
+    """A stand-in G: each test target drawn with glasses where ê[0] is 1, without where 0."""
+
+    def __init__(self, episodes, size: int):
+        super().__init__()
+        self.episodes, self.size = episodes, size
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images, e_hat):
+        from fewshot_th.landmarks import draw_landmarks
+
+        for episode in self.episodes:
+            if torch.equal(images, draw_landmarks(episode["points"], self.size)):
+                glasses = bool(e_hat[0, 0] > 0.5)
+                return episode["truth"] if glasses == episode["wears"] else episode["flipped"]
+        raise AssertionError("landmarks of no test target")
+
+
+@pytest.mark.parametrize("sees", [True, False])
+def test_glasses_diagnosis_tells_an_embedder_that_sees_the_glasses_from_a_blind_one(
+        checkpoint, sees):
+    model = load_trained(checkpoint[0])
+    size, dim = model.config.image_size, model.config.embedding_size
+    test = SynthHeads("test", num_identities=12, num_videos_per_identity=1,
+                      frames_per_video=64, size=size)
+    episodes = [glasses_episode(test, i) for i in range(12)]
+    wearers = [e for e in episodes if e["wears"]]
+    assert 2 <= len(wearers) < 12
+    for e in episodes:  # switching the glasses changes the frames, and only near the eyes
+        changed = (e["truth"] - e["flipped"]).abs().amax(dim=1) > 0.03
+        assert 0 < changed.float().mean() < 0.1
+    model.embedder = _GlassesEmbedder(episodes, dim, sees)
+    model.generator = _GlassesGenerator(episodes, size)
+    result = glasses_diagnosis(model, identities=12)
+    assert result["people"] == len(wearers)
+    assert result["frames"] == sum(len(e["truth"]) for e in wearers)
+    assert 0 < result["pixel_share"] < 0.1
+    assert result["recall_without"] == 1  # nobody is drawn with glasses they do not wear
+    if sees:
+        assert result["recall"] == result["between"] == result["probe_auc"] == 1
+        assert result["g_response"] == pytest.approx(1) and result["error_share"] == 0
+        assert result["embedding_ratio"] > 0
+    else:
+        assert result["recall"] == result["between"] == result["g_response"] == 0
+        assert result["embedding_ratio"] == 0 and result["probe_auc"] == 0.5
+        assert result["error_share"] > 0.9  # nearly all the error is on the glasses
+    assert result["pixel_probe_auc"] > 0.5  # the glasses are in the pixels
+    assert len(result["trunk_probe_auc"]) == 1  # and in E's only "block" (its input)
+    assert result["trunk_probe_auc"][0] > 0.5
+    with pytest.raises(ValueError, match="identities"):
+        glasses_diagnosis(model, identities=1)
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
+        glasses_diagnosis(model, identities=12, k=0)
+
+
+def test_glasses_examples_show_the_wearers_with_and_without_glasses_and_ff_from_both(checkpoint):
+    model = load_trained(checkpoint[0])
+    size = model.config.image_size
+    shown = glasses_examples(model, count=2)
+    assert list(shown) == ["truth", "without glasses", "FF", "FF, sources without glasses"]
+    assert all(frames.shape == (2, 3, size, size) for frames in shown.values())
+    test = SynthHeads("test", num_identities=20, num_videos_per_identity=1, frames_per_video=64,
+                      size=size)
+    wearers = [i for i in range(20) if test.attributes(i)["glasses"]]
+    first = glasses_episode(test, wearers[0])
+    assert torch.equal(shown["truth"][0], first["truth"][0])
+    assert torch.equal(shown["without glasses"][0], first["flipped"][0])
+    assert not torch.equal(shown["truth"], shown["without glasses"])
+    with pytest.raises(ValueError, match="wear glasses"):
+        glasses_examples(model, count=len(wearers) + 1)
+    with pytest.raises(ValueError, match="count"):
+        glasses_examples(model, count=0)
