@@ -26,7 +26,7 @@ PROFILES = ("tiny", "cpu", "paper")
 # The spelling of ``adv_trains_w`` in checkpoints written before it existed.
 _OLD_W_LOSSES = {"dsc+mch+adv": True, "dsc+mch": False}
 # as fewshot_th.losses names them
-CONTENT_TERMS = ("vgg19", "vggface", "synthface", "synthlandmarks", "pixel", "mouth")
+CONTENT_TERMS = ("vgg19", "vggface", "synthface", "synthlandmarks", "pixel", "mouth", "eyes")
 
 
 def with_assignments(config, pairs: list[str]):

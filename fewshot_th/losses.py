@@ -13,6 +13,7 @@ E and G minimise ``L_CNT + L_ADV + L_MCH``; D minimises the hinge loss ``L_DSC``
   only by their pixel count. ``"mouth"`` is the pixel L1 once more on the box around the
   target's mouth and chin, weighed by how far its landmarks open the mouth
   (``mouth_region``): what a talking mouth changes in a frame, found from the landmarks alone.
+  ``"eyes"`` is the same on the box around the eyes (``eyes_region``), where glasses sit.
 * ``L_ADV`` (adversarial): ``-D(x̂, y, i)`` plus feature matching, the L1 distance between D's
   intermediate maps on the real and the generated frame, weighted by λ_FM.
 * ``L_MCH`` (match): ``λ_MCH · |W_i - ê_i|_1 / D``: the embedder's vector and the
@@ -40,7 +41,7 @@ from .identity import IdentityNet
 from .weights import cached_or_downloaded
 
 __all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "SynthLandmarkFeatures",
-           "ContentLoss", "mouth_region",
+           "ContentLoss", "mouth_region", "eyes_region",
            "FeatureWeightsMissing", "load_vgg19", "load_vggface", "load_synthface",
            "load_synthlandmarks",
            "CONTENT_TERMS", "SYNTHFACE_ASSET", "adversarial_loss", "feature_matching_loss",
@@ -313,6 +314,21 @@ CHIN_LANDMARKS = list(range(5, 12))  # the jaw drops when the mouth opens
 OPEN_AT = 3 / 64  # inner lips this far apart (a share of the frame) count as fully open
 
 
+def _boxes(low: torch.Tensor, high: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 2)`` corners (x, y) in pixels -> ``(B, size, size)``: 1 on the pixels whose
+    centres lie in the box."""
+    centres = torch.arange(size, dtype=torch.float32, device=low.device) + 0.5
+    inside_x = (centres >= low[:, :1]) & (centres <= high[:, :1])
+    inside_y = (centres >= low[:, 1:]) & (centres <= high[:, 1:])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()
+
+
+def _check_points(points: torch.Tensor) -> torch.Tensor:
+    if points.ndim != 3 or points.shape[1:] != (68, 2):
+        raise ValueError(f"points must be (B, 68, 2) landmarks, got {tuple(points.shape)}")
+    return points.float()
+
+
 def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, 68, 2)`` landmarks in pixels -> ``(B, 1, size, size)`` weights in [0, 1]: the box
     around the lips' and the chin's landmarks, one pixel wider, times how far the inner lips
@@ -320,18 +336,32 @@ def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
     from the same frame with the mouth shut (the mouth and a crescent along the chin,
     ``bench/RESULTS.md``), from the target's own landmarks, so it works on real videos as on
     SynthHeads."""
-    if points.ndim != 3 or points.shape[1:] != (68, 2):
-        raise ValueError(f"points must be (B, 68, 2) landmarks, got {tuple(points.shape)}")
-    points = points.float()
+    points = _check_points(points)
     box = points[:, MOUTH_LANDMARKS + CHIN_LANDMARKS]
     low, high = (box.amin(dim=1) - 1).floor(), (box.amax(dim=1) + 1).ceil()
-    centres = torch.arange(size, dtype=torch.float32, device=points.device) + 0.5
-    inside_x = (centres >= low[:, :1]) & (centres <= high[:, :1])
-    inside_y = (centres >= low[:, 1:]) & (centres <= high[:, 1:])
     gap = points[:, 65:68, 1].mean(dim=1) - points[:, 61:64, 1].mean(dim=1)
     opening = (gap / (OPEN_AT * size)).clamp(0, 1)
-    return ((inside_y[:, :, None] & inside_x[:, None, :]).float()
-            * opening[:, None, None]).unsqueeze(1)
+    return (_boxes(low, high, size) * opening[:, None, None]).unsqueeze(1)
+
+
+EYE_LANDMARKS = list(range(36, 48))  # both eyes' outlines
+EYE_MARGIN = 0.25  # how far the box reaches past them: a share of the distance between the eyes
+
+
+def eyes_region(points: torch.Tensor, size: int) -> torch.Tensor:
+    """``(B, 68, 2)`` landmarks in pixels -> ``(B, 1, size, size)`` weights in {0, 1}: the box
+    around both eyes' landmarks, reaching past them by a quarter of the distance between the
+    eye centres. Where glasses sit (on SynthHeads it holds 99% of the pixels that change when
+    a person's glasses are taken off or put on, in 6% of the frame; ``bench/RESULTS.md``),
+    from the target's landmarks alone."""
+    points = _check_points(points)
+    eyes = points[:, EYE_LANDMARKS]
+    apart = (points[:, 36:42].mean(dim=1) - points[:, 42:48].mean(dim=1)).norm(dim=1)
+    margin = (EYE_MARGIN * apart)[:, None]
+    return _boxes(eyes.amin(dim=1) - margin, eyes.amax(dim=1) + margin, size).unsqueeze(1)
+
+
+REGIONS = {"mouth": mouth_region, "eyes": eyes_region}  # content terms on a landmark box
 
 
 class ContentLoss(nn.Module):
@@ -342,8 +372,8 @@ class ContentLoss(nn.Module):
             SynthFaceFeatures, "synthlandmarks": SynthLandmarkFeatures}`` (any subset).
         weights: one weight per term of ``CONTENT_TERMS``. A network term sums the mean L1
             distances of its tapped layers; ``"pixel"`` is the mean L1 of the pixels,
-            ``"mouth"`` the same mean with each pixel weighed by ``mouth_region`` (it needs
-            the target frames' landmarks).
+            ``"mouth"`` and ``"eyes"`` the same mean with each pixel weighed by
+            ``mouth_region`` or ``eyes_region`` (they need the target frames' landmarks).
     """
 
     def __init__(self, weights: dict[str, float], networks: dict[str, nn.Module] | None = None):
@@ -353,7 +383,7 @@ class ContentLoss(nn.Module):
         if unknown:
             raise ValueError(f"unknown content terms {sorted(unknown)}; use {CONTENT_TERMS}")
         missing = [name for name in weights
-                   if name not in ("pixel", "mouth") and name not in networks]
+                   if name != "pixel" and name not in REGIONS and name not in networks]
         if missing:
             raise ValueError(f"content terms {missing} need their networks (load_vgg19, "
                              "load_vggface, load_synthface, load_synthlandmarks)")
@@ -363,21 +393,22 @@ class ContentLoss(nn.Module):
     def forward(self, fake: torch.Tensor, real: torch.Tensor,
                 points: torch.Tensor | None = None) -> torch.Tensor:
         """``fake``, ``real``: ``(B, 3, H, W)`` in [0, 1]; ``points``: the real frames'
-        ``(B, 68, 2)`` landmarks, needed by the ``"mouth"`` term only. Returns a scalar."""
+        ``(B, 68, 2)`` landmarks, needed by the ``"mouth"`` and ``"eyes"`` terms only.
+        Returns a scalar."""
         total = fake.new_zeros(())
         for name, weight in self.weights.items():
             if name == "pixel":
                 total = total + weight * F.l1_loss(fake, real)
                 continue
-            if name == "mouth":
+            if name in REGIONS:
                 if points is None:
-                    raise ValueError("the 'mouth' content term weighs the pixels around the "
-                                     "target's mouth: pass the target frames' landmarks "
+                    raise ValueError(f"the {name!r} content term weighs the pixels around the "
+                                     f"target's {name}: pass the target frames' landmarks "
                                      "(points=...)")
                 if len(points) != len(real):
                     raise ValueError(f"points: {len(points)} landmark sets for {len(real)} "
                                      "frames")
-                region = mouth_region(points, real.shape[-1]).to(fake.dtype)
+                region = REGIONS[name](points, real.shape[-1]).to(fake.dtype)
                 total = total + weight * ((fake - real).abs() * region).mean()
                 continue
             network = self.networks[name]

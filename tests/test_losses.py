@@ -370,3 +370,46 @@ def test_the_mouth_region_covers_what_changes_when_a_synthheads_mouth_opens():
     assert (region > 0).float().mean() < 0.1
     closed = losses.mouth_region(torch.cat([e["shut_points"] for e in episodes]), 64)
     assert closed.max() < 0.3 < region.amax(dim=(1, 2, 3)).mean()
+
+
+def test_eyes_region_is_the_box_around_both_eyes_and_covers_synthheads_glasses():
+    from fewshot_th.data import SynthHeads
+    from fewshot_th.diagnosis import glasses_episode
+    from fewshot_th.losses import eyes_region
+
+    test = SynthHeads("test", num_identities=12, num_videos_per_identity=1,
+                      frames_per_video=64, size=64, seed=0)
+    episodes = [glasses_episode(test, i) for i in range(12)]
+    assert any(e["wears"] for e in episodes) and not all(e["wears"] for e in episodes)
+    points = torch.cat([e["points"] for e in episodes])
+    region = eyes_region(points, 64)
+    assert region.shape == (len(points), 1, 64, 64)
+    assert set(region.unique().tolist()) <= {0.0, 1.0}
+    # every eye landmark lies inside, the mouth outside
+    for frame, pts in zip(region[:, 0], points):
+        x, y = pts[:, 0].long(), pts[:, 1].long()
+        assert frame[y[36:48], x[36:48]].all()
+        assert not frame[y[62], x[62]]
+    # the pixels that change when glasses go on or off: almost all inside, in a small box
+    changed = (torch.cat([e["truth"] for e in episodes])
+               - torch.cat([e["flipped"] for e in episodes])).abs().amax(dim=1, keepdim=True) > 0.03
+    assert float((region.bool() & changed).sum() / changed.sum()) > 0.95
+    assert float(region.mean()) < 0.1
+    with pytest.raises(ValueError, match="68, 2"):
+        eyes_region(torch.zeros(1, 5, 2), 64)
+
+
+def test_the_eyes_term_counts_only_the_eye_region():
+    from fewshot_th.losses import ContentLoss, eyes_region
+
+    points = _face(2.0)
+    region = eyes_region(points, 64)
+    real = torch.full((1, 3, 64, 64), 0.5)
+    inside = real + 0.2 * region
+    outside = real + 0.2 * (1 - region)
+    term = ContentLoss({"eyes": 3.0})
+    assert float(term(outside, real, points)) == pytest.approx(0.0, abs=1e-7)
+    assert float(term(inside, real, points)) == pytest.approx(3.0 * 0.2 * float(region.mean()),
+                                                              rel=1e-5)
+    with pytest.raises(ValueError, match="eyes.*landmarks"):
+        term(inside, real)
