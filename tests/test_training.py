@@ -565,3 +565,35 @@ def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_
         assert found["generated_pixels_between_shut_and_open"] == pytest.approx(expected)
         assert found["generated"] == pytest.approx(found[key if key == "shut" else "true"])
         assert found["true"] > found["shut"] + 1
+
+
+def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
+    tool = _bench_module("why_glasses")
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), 4).eval()
+    episodes = tool.training_episodes(model.config.image_size, 12, seed=2)
+    assert {e["wears"] for e in episodes} == {True, False}
+    assert all("flipped" in e and "sources_flipped" not in e for e in episodes)
+
+    def state(module):
+        return {k: v.clone() for k, v in module.state_dict().items()}
+
+    before = {name: state(getattr(model, name))
+              for name in ("embedder", "generator", "discriminator")}
+    reports = []
+    trained = tool.train_eg(model, episodes, steps=2, weight=10.0, seed=0, eyes_term=5.0,
+                            batch_size=2, every=1, report=lambda step, m: reports.append(step))
+    assert reports == [1]  # the last step is the caller's to measure
+
+    def changed(new, old):
+        return any(not torch.equal(new[k], old[k]) for k in old)
+
+    assert changed(state(trained.embedder), before["embedder"])
+    assert changed(state(trained.generator), before["generator"])
+    assert not changed(state(trained.discriminator), before["discriminator"])
+    told, head = tool.supervised_e(model, episodes, steps=2, seed=0, batch_size=4)
+    assert changed(state(told.embedder), before["embedder"])
+    assert not changed(state(told.generator), before["generator"])
+    assert 0 <= tool.head_auc(told, head, episodes) <= 1
+    for name, module in before.items():  # the model handed in is untouched
+        assert not changed(state(getattr(model, name)), module), name

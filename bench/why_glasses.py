@@ -1,0 +1,224 @@
+"""Why does the generator not draw the glasses? Measurements on a trained model.
+
+    python bench/why_glasses.py                              # the shipped synthheads-cpu
+    python bench/why_glasses.py --checkpoint RUN/step-00006000.json
+
+On held-out SynthHeads people who wear glasses (a quarter of them), K = 8 same-video sources
+from the first half of the video and 4 targets from its second half; the "glasses pixels" are
+those where a frame and the same frame drawn without the glasses differ by more than 0.03.
+``fewshot_th.diagnosis.glasses_diagnosis`` measures
+
+1. **Loss**: their share of the frame, and of the model's L1 error.
+2. **E**: how far ê moves when the K sources are drawn without the glasses, against the
+   distance between two people's ê; whether a linear read-out of ê, of the mean source
+   frame's pixels and of each of E's blocks before its global sum pooling tells who wears
+   glasses (leave-one-out ROC AUC over all the people).
+3. **G**: how much G's frame changes on those pixels between the two ê.
+4. **D**: does the meta-learned D (with w0 + ê) score the real frame above the same frame
+   without the glasses?
+
+and then **interventions**: E and G (D left out) trained on together for ``--steps`` steps of
+meta-learning episodes of 200 training people (``--people``) with pixel L1, once for each of
+``--weights``: the glasses pixels (where glasses are, or would be on a person who wears none)
+weighted that many times more (1: the recipe's weighting; above 1 a diagnosis, since a real
+video has no frame with its glasses switched to find them); with ``--eyes-term W`` once more
+with pixel L1 plus W x the ``eyes`` content term (the box around the target's eyes, found
+from its landmarks alone); the diagnosis again after each (and every ``--every`` steps).
+``--supervised-e STEPS`` also trains E alone, with a linear head on ê told who wears glasses:
+can E learn to see them when asked directly?
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fewshot_th.data import SynthHeads
+from fewshot_th.diagnosis import glasses_diagnosis, glasses_episode, glasses_examples
+from fewshot_th.identity import roc_auc
+from fewshot_th.landmarks import draw_landmarks
+from fewshot_th.losses import content_loss_from
+from fewshot_th.pretrained import load_pretrained, load_trained
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine  # noqa: E402
+
+
+def training_episodes(size: int, people: int, seed: int) -> list[dict]:
+    """Every training person's K = 8 sources and 4 targets, the targets also drawn with the
+    glasses switched (``glasses_episode``; the sources drawn switched are not kept)."""
+    train = SynthHeads("train", num_identities=people, num_videos_per_identity=1,
+                       frames_per_video=64, size=size, seed=seed)
+    episodes = [glasses_episode(train, identity) for identity in range(people)]
+    for episode in episodes:
+        del episode["sources_flipped"]
+    return episodes
+
+
+def train_eg(model, episodes: list[dict], steps: int, weight: float, seed: int,
+             eyes_term: float = 0.0, batch_size: int = 8, every: int = 0, report=None):
+    """A copy of ``model`` whose E and G trained on for ``steps`` steps (Adam, lr 4e-4, the
+    ``cpu`` profile's rate) with pixel L1 x 10, the glasses pixels (where the target and the
+    same frame with the glasses switched differ: worn or not) weighted ``weight``, plus
+    ``eyes_term`` x the ``eyes`` content term when it is not 0; ``report(step, model)`` is
+    called every ``every`` steps (0: never)."""
+    extra = content_loss_from((("eyes", eyes_term),)) if eyes_term else None
+    trained = copy.deepcopy(model)
+    E, G = trained.embedder.train(), trained.generator.train()
+    optimizer = torch.optim.Adam([*E.parameters(), *G.parameters()], lr=4e-4,
+                                 betas=(0.5, 0.999))
+    size = model.config.image_size
+    rng = np.random.default_rng(seed)
+    for step in range(1, steps + 1):
+        batch = [episodes[i] for i in rng.choice(len(episodes), batch_size)]
+        rows = [int(rng.integers(len(e["truth"]))) for e in batch]
+        truth = torch.stack([e["truth"][r] for e, r in zip(batch, rows)])
+        flipped = torch.stack([e["flipped"][r] for e, r in zip(batch, rows)])
+        points = torch.stack([e["points"][r] for e, r in zip(batch, rows)])
+        sources = torch.stack([e["sources"] for e in batch])
+        source_images = torch.stack([draw_landmarks(e["source_points"], size) for e in batch])
+        glasses = (truth - flipped).abs().amax(dim=1, keepdim=True) > 0.03
+        pixel_weight = 1 + (weight - 1) * glasses.float()
+        e_hat = E(sources, source_images)[1]
+        frames = G(draw_landmarks(points, size), e_hat)
+        loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
+        if extra is not None:
+            loss = loss + extra(frames, truth, points)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if every and step % every == 0 and step < steps:
+            report(step, trained.eval())
+            E.train(), G.train()
+    return trained.eval()
+
+
+def supervised_e(model, episodes: list[dict], steps: int, seed: int, batch_size: int = 16):
+    """A copy of ``model`` whose E trained on alone for ``steps`` steps, with a linear head on
+    ê told who wears glasses (logistic loss, Adam at lr 4e-4): can E's architecture see them
+    when it is asked to? Returns the model and the head."""
+    trained = copy.deepcopy(model)
+    E = trained.embedder.train()
+    head = torch.nn.Linear(model.config.embedding_size, 1)
+    optimizer = torch.optim.Adam([*E.parameters(), *head.parameters()], lr=4e-4,
+                                 betas=(0.5, 0.999))
+    size = model.config.image_size
+    rng = np.random.default_rng(seed)
+    wears = torch.tensor([float(e["wears"]) for e in episodes])
+    for _ in range(steps):
+        chosen = rng.choice(len(episodes), batch_size)
+        sources = torch.stack([episodes[i]["sources"] for i in chosen])
+        images = torch.stack([draw_landmarks(episodes[i]["source_points"], size)
+                              for i in chosen])
+        logits = head(E(sources, images)[1]).squeeze(1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, wears[chosen])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return trained.eval(), head
+
+
+def head_auc(model, head, episodes: list[dict]) -> float:
+    """ROC AUC of ``supervised_e``'s head on ``episodes``' people (their K sources' ê)."""
+    size = model.config.image_size
+    with torch.no_grad():
+        scores = [float(head(model.embedder(e["sources"][None], draw_landmarks(
+            e["source_points"], size)[None])[1])) for e in episodes]
+    return roc_auc(scores, [e["wears"] for e in episodes])
+
+
+def figure(model, path: Path, seed: int = 0) -> None:
+    """Chapter 8's picture: the four wearers among 20 test people, the truth, the same
+    frame without glasses, FF from the K sources, FF from the same sources without glasses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fewshot_th.plot import show_methods
+
+    show_methods(glasses_examples(model, seed=seed), size=1.8).savefig(path, dpi=100)
+
+
+def rounded(numbers: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float)
+            else [round(x, 4) for x in v] if isinstance(v, list) else v
+            for k, v in numbers.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrained", default="synthheads-cpu")
+    parser.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
+    parser.add_argument("--identities", type=int, default=80,
+                        help="held-out people (a quarter of them wear glasses)")
+    parser.add_argument("--steps", type=int, default=300, help="steps of each intervention")
+    parser.add_argument("--every", type=int, default=0,
+                        help="also measure every this many steps of each intervention")
+    parser.add_argument("--weights", type=float, nargs="*", default=[1.0, 10.0],
+                        help="train E and G once for each weight of the glasses pixels")
+    parser.add_argument("--eyes-term", type=float, default=0.0,
+                        help="also train E and G with pixel L1 plus this weight x the eyes "
+                             "content term (the pixels around the target's eyes)")
+    parser.add_argument("--supervised-e", type=int, default=0, metavar="STEPS",
+                        help="also train E alone this many steps to tell who wears glasses")
+    parser.add_argument("--people", type=int, default=200,
+                        help="training people the interventions draw their episodes from")
+    parser.add_argument("--figure", type=Path,
+                        help="also save a picture of four wearers drawn FF here (.png)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the numbers as JSON here")
+    args = parser.parse_args()
+    if args.steps < 1 or args.people < 2 or args.every < 0 or args.supervised_e < 0 or any(
+            w <= 0 for w in args.weights):
+        parser.error("--steps must be positive, --people at least 2, --every and "
+                     "--supervised-e >= 0, --weights positive")
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    model = load_trained(args.checkpoint) if args.checkpoint else load_pretrained(args.pretrained)
+    model.eval()
+
+    def diagnose(m) -> dict:
+        return rounded(glasses_diagnosis(m, args.identities, seed=args.seed))
+
+    results = {"model": args.checkpoint or args.pretrained, "before": diagnose(model)}
+    print("before", json.dumps(results["before"]), flush=True)
+    if args.figure:
+        figure(model, args.figure, args.seed)
+    episodes = training_episodes(model.config.image_size, args.people, args.seed + 2)
+    if args.supervised_e:
+        trained, head = supervised_e(model, episodes, args.supervised_e, args.seed)
+        test = SynthHeads("test", num_identities=args.identities, num_videos_per_identity=1,
+                          frames_per_video=64, size=model.config.image_size, seed=args.seed)
+        told = {"head_auc_on_its_training_people": head_auc(trained, head, episodes),
+                "head_auc_on_test_people": head_auc(trained, head, [
+                    glasses_episode(test, i) for i in range(args.identities)]),
+                **diagnose(trained)}
+        results[f"after_{args.supervised_e}_steps_e_told_who_wears_glasses"] = rounded(told)
+        print("supervised E", json.dumps(rounded(told)), flush=True)
+    runs = [(f"weight_{w:g}", w, 0.0) for w in args.weights]
+    if args.eyes_term:
+        runs.append((f"eyes_{args.eyes_term:g}", 1.0, args.eyes_term))
+    for name, weight, eyes in runs:
+        torch.manual_seed(args.seed)
+
+        def report(step, m, name=name):
+            results[f"after_{step}_steps_{name}"] = diagnose(m)
+            print(step, name, json.dumps(results[f"after_{step}_steps_{name}"]), flush=True)
+
+        report(args.steps, train_eg(model, episodes, args.steps, weight, args.seed, eyes,
+                                    every=args.every, report=report))
+    results["minutes"] = round((time.perf_counter() - start) / 60, 1)
+    results["machine"] = machine()
+    print(json.dumps(results, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
