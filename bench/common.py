@@ -1,11 +1,14 @@
-"""Shared helpers for the benchmarks: timing by median, a description of the machine."""
+"""Shared helpers for the benchmarks: timing by median, a description of the machine, and
+writing a study's numbers."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 
 def median_seconds(function, repeats: int, warmup: int = 1) -> float:
@@ -31,3 +34,28 @@ def machine() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(results: dict, start: float, out: str | None) -> None:
+    """Add the minutes since ``start`` (``time.perf_counter()``) and the machine to
+    ``results``, print them as JSON and write them to ``out`` when given."""
+    results["minutes"] = round((time.perf_counter() - start) / 60, 1)
+    results["machine"] = machine()
+    print(json.dumps(results, indent=1))
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1))
+
+
+def weighted_pixel_step(optimizer, frames, truth, counterfactual, weight: float, extra=None,
+                        points=None) -> None:
+    """One optimiser step on pixel L1 x 10, the pixels where ``truth`` and ``counterfactual``
+    differ by more than 0.03 (the attribute's, ``SynthHeads.counterfactual``) weighted
+    ``weight`` times, plus ``extra(frames, truth, points)`` when given: the interventions of
+    ``why_mouth.py`` and ``why_glasses.py``."""
+    region = (truth - counterfactual).abs().amax(dim=1, keepdim=True) > 0.03
+    loss = 10 * ((frames - truth).abs() * (1 + (weight - 1) * region.float())).mean()
+    if extra is not None:
+        loss = loss + extra(frames, truth, points)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()

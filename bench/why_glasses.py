@@ -48,7 +48,7 @@ from fewshot_th.losses import content_loss_from
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
+from common import report, weighted_pixel_step  # noqa: E402
 
 
 def training_episodes(size: int, people: int, seed: int) -> list[dict]:
@@ -84,16 +84,8 @@ def train_eg(model, episodes: list[dict], steps: int, weight: float, seed: int,
         points = torch.stack([e["points"][r] for e, r in zip(batch, rows)])
         sources = torch.stack([e["sources"] for e in batch])
         source_images = torch.stack([draw_landmarks(e["source_points"], size) for e in batch])
-        glasses = (truth - flipped).abs().amax(dim=1, keepdim=True) > 0.03
-        pixel_weight = 1 + (weight - 1) * glasses.float()
-        e_hat = E(sources, source_images)[1]
-        frames = G(draw_landmarks(points, size), e_hat)
-        loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
-        if extra is not None:
-            loss = loss + extra(frames, truth, points)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        frames = G(draw_landmarks(points, size), E(sources, source_images)[1])
+        weighted_pixel_step(optimizer, frames, truth, flipped, weight, extra, points)
         if every and step % every == 0 and step < steps:
             report(step, trained.eval())
             E.train(), G.train()
@@ -207,17 +199,13 @@ def main() -> None:
     for name, weight, eyes in runs:
         torch.manual_seed(args.seed)
 
-        def report(step, m, name=name):
+        def measure(step, m, name=name):
             results[f"after_{step}_steps_{name}"] = diagnose(m)
             print(step, name, json.dumps(results[f"after_{step}_steps_{name}"]), flush=True)
 
-        report(args.steps, train_eg(model, episodes, args.steps, weight, args.seed, eyes,
-                                    every=args.every, report=report))
-    results["minutes"] = round((time.perf_counter() - start) / 60, 1)
-    results["machine"] = machine()
-    print(json.dumps(results, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        measure(args.steps, train_eg(model, episodes, args.steps, weight, args.seed, eyes,
+                                     every=args.every, report=measure))
+    report(results, start, args.out)
 
 
 if __name__ == "__main__":

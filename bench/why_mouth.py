@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from fewshot_th.metrics import attribute_recall
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
+from common import report, weighted_pixel_step  # noqa: E402
 
 
 def drawn(G, person: dict, size: int) -> torch.Tensor:
@@ -153,16 +152,8 @@ def train_g(model, people_for_training, steps: int, weight: float, seed: int,
         closed = torch.stack([p["shut"][r] for p, r in zip(batch, rows)])
         points = torch.stack([p["points"][r] for p, r in zip(batch, rows)])
         images = draw_landmarks(points, size)
-        e_hat = torch.stack([p["e_hat"] for p in batch])
-        mouth = (truth - closed).abs().amax(dim=1, keepdim=True) > 0.03
-        pixel_weight = 1 + (weight - 1) * mouth.float()
-        frames = G(images, e_hat)
-        loss = 10 * ((frames - truth).abs() * pixel_weight).mean()
-        if extra is not None:
-            loss = loss + extra(frames, truth, points)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        frames = G(images, torch.stack([p["e_hat"] for p in batch]))
+        weighted_pixel_step(optimizer, frames, truth, closed, weight, extra, points)
     return G.eval()
 
 
@@ -213,11 +204,7 @@ def main() -> None:
         G = train_g(model, train_people, args.steps, 1.0, args.seed, mouth_term=args.mouth_term)
         results[f"mouth_recall_after_{args.steps}_steps_mouth_{args.mouth_term:g}"] \
             = mouth_recall(model, G, people)
-    results["minutes"] = round((time.perf_counter() - start) / 60, 1)
-    results["machine"] = machine()
-    print(json.dumps(results, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+    report(results, start, args.out)
 
 
 if __name__ == "__main__":
