@@ -82,7 +82,8 @@ def speaking_episode(test: SynthHeads, identity: int, k: int = 8, per_person: in
     targets from its second half: the ``per_person`` frames where the mouth is open widest,
     if at least ``SPEAKING`` (``speaking``; ``None`` if the person never opens it that far),
     else ``per_person`` evenly spaced frames. With the targets' landmarks and the same frames
-    with the mouth shut (``SynthHeads.counterfactual``) and their landmarks."""
+    with the mouth shut (``SynthHeads.counterfactual``) and their landmarks, and the poses of
+    sources and targets (``"source_pose"``, ``"target_pose"``) to draw them otherwise."""
     half = test.frames_per_video // 2
     for name, value, high in (("k", k, half), ("per_person", per_person, half)):
         if not is_int(value) or not 1 <= value <= high:
@@ -96,13 +97,14 @@ def speaking_episode(test: SynthHeads, identity: int, k: int = 8, per_person: in
             return None
     else:
         chosen = np.linspace(half, test.frames_per_video - 1, per_person).astype(int)
-    sources, source_points = test.render(identity, test.pose(
-        identity, np.linspace(0, half - 1, k).astype(int)), True)
+    source_pose = test.pose(identity, np.linspace(0, half - 1, k).astype(int))
+    sources, source_points = test.render(identity, source_pose, True)
     target_pose = test.pose(identity, chosen)
     truth, points = test.render(identity, target_pose, True)
     shut, shut_points = test.render(identity, replace(target_pose, mouth=0.0), True)
     return {"identity": identity, "sources": sources, "source_points": source_points,
-            "truth": truth, "points": points, "shut": shut, "shut_points": shut_points}
+            "truth": truth, "points": points, "shut": shut, "shut_points": shut_points,
+            "source_pose": source_pose, "target_pose": target_pose}
 
 
 def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> dict:
@@ -166,11 +168,9 @@ def glasses_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int
     del episode["shut"], episode["shut_points"]
     wears = bool(test.attributes(identity)["glasses"] > 0)
     flipped = {"glasses": 0.0 if wears else 1.0}
-    half = test.frames_per_video // 2
-    episode["sources_flipped"] = test.render(identity, test.pose(
-        identity, np.linspace(0, half - 1, k).astype(int)), attributes=flipped)
-    chosen = np.linspace(half, test.frames_per_video - 1, per_person).astype(int)
-    episode["flipped"] = test.render(identity, test.pose(identity, chosen), attributes=flipped)
+    episode["sources_flipped"] = test.render(identity, episode["source_pose"],
+                                             attributes=flipped)
+    episode["flipped"] = test.render(identity, episode["target_pose"], attributes=flipped)
     episode["wears"] = wears
     return episode
 
@@ -237,7 +237,7 @@ def glasses_diagnosis(model, identities: int = 80, seed: int = 0, k: int = 8) ->
             drawn_off = model.generator(targets, e0.expand(len(targets), -1)).float().cpu()
         glasses = (truth - flipped).abs().amax(dim=1) > 0.03
         error = (drawn - truth).abs().mean(dim=1)
-        to_truth = (drawn - truth).abs().mean(dim=1)[glasses].sum()
+        to_truth = error[glasses].sum()
         to_off = (drawn - flipped).abs().mean(dim=1)[glasses].sum()
         tally["pixel_share"].append(float(glasses.float().mean()))
         tally["error_share"].append(float(error[glasses].sum() / error.sum().clamp_min(1e-12)))
