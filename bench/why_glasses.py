@@ -25,7 +25,10 @@ video has no frame with its glasses switched to find them); with ``--eyes-term W
 with pixel L1 plus W x the ``eyes`` content term (the box around the target's eyes, found
 from its landmarks alone); the diagnosis again after each (and every ``--every`` steps).
 ``--supervised-e STEPS`` also trains E alone, with a linear head on ê told who wears glasses:
-can E learn to see them when asked directly?
+can E learn to see them when asked directly? ``--pooling weighted`` first gives E a learned
+weight per channel and position before its sum pooling (``ModelConfig.embedder_pooling``; all
+ones, so the same model until the interventions train them): is the sum pooling where the
+glasses are lost?
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fewshot_th.config import EMBEDDER_POOLING
 from fewshot_th.data import SynthHeads
 from fewshot_th.diagnosis import glasses_diagnosis, glasses_episode, glasses_examples
 from fewshot_th.identity import roc_auc
 from fewshot_th.landmarks import draw_landmarks
 from fewshot_th.losses import content_loss_from
+from fewshot_th.meta import TalkingHeadModel
+from fewshot_th.nn.embedder import Embedder, load_embedder
 from fewshot_th.pretrained import load_pretrained, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -137,6 +143,15 @@ def figure(model, path: Path, seed: int = 0) -> None:
     show_methods(glasses_examples(model, seed=seed), size=1.8).savefig(path, dpi=100)
 
 
+def with_weighted_pooling(model: TalkingHeadModel) -> TalkingHeadModel:
+    """``model`` with an E that weights each channel and position before its sum pooling,
+    its trunk copied and its weights all ones: the same ê until they are trained."""
+    config = model.config.with_changes(embedder_pooling="weighted")
+    converted = TalkingHeadModel(config, Embedder(config), model.generator, model.discriminator)
+    load_embedder(converted.embedder, model.embedder.state_dict())
+    return converted.eval()
+
+
 def rounded(numbers: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float)
             else [round(x, 4) for x in v] if isinstance(v, list) else v
@@ -161,6 +176,9 @@ def main() -> None:
                         help="also train E alone this many steps to tell who wears glasses")
     parser.add_argument("--people", type=int, default=200,
                         help="training people the interventions draw their episodes from")
+    parser.add_argument("--pooling", choices=EMBEDDER_POOLING, default="sum",
+                        help="E's pooling in the interventions: weighted adds a learned weight "
+                             "per channel and position (ones at the start) to the sum")
     parser.add_argument("--figure", type=Path,
                         help="also save a picture of four wearers drawn FF here (.png)")
     parser.add_argument("--seed", type=int, default=0)
@@ -174,11 +192,14 @@ def main() -> None:
     start = time.perf_counter()
     model = load_trained(args.checkpoint) if args.checkpoint else load_pretrained(args.pretrained)
     model.eval()
+    if args.pooling == "weighted" and model.config.embedder_pooling == "sum":
+        model = with_weighted_pooling(model)
 
     def diagnose(m) -> dict:
         return rounded(glasses_diagnosis(m, args.identities, seed=args.seed))
 
-    results = {"model": args.checkpoint or args.pretrained, "before": diagnose(model)}
+    results = {"model": args.checkpoint or args.pretrained,
+               "embedder_pooling": model.config.embedder_pooling, "before": diagnose(model)}
     print("before", json.dumps(results["before"]), flush=True)
     if args.figure:
         figure(model, args.figure, args.seed)

@@ -75,6 +75,9 @@ def _from_json(cls, values: dict) -> dict:
     return {name: tuples(value) for name, value in values.items()}
 
 
+EMBEDDER_POOLING = ("sum", "weighted")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the embedder E, the generator G and the discriminator D.
@@ -106,6 +109,11 @@ class ModelConfig:
     # features and D hardly tells a face from a grey image (bench/RESULTS.md, "Why
     # feed-forward gains nothing").
     zero_bias_init: bool = True
+    # How E turns its last block's map into e. "sum": the paper's global sum pooling.
+    # "weighted": a learned weight per channel and position, all ones at the start (the same
+    # e as "sum" until training moves them), so that e can keep where a feature sits; not
+    # the paper (bench/RESULTS.md, "Why the glasses are missing").
+    embedder_pooling: str = "sum"
 
     def __post_init__(self):
         for name in ("image_size", "min_channels", "max_channels", "embedding_size",
@@ -131,6 +139,9 @@ class ModelConfig:
         if self.image_size % 2**deepest:
             raise ValueError(f"image_size {self.image_size} must be divisible by 2**{deepest} "
                              f"for {deepest} down-sampling blocks")
+        if self.embedder_pooling not in EMBEDDER_POOLING:
+            raise ValueError(f"ModelConfig.embedder_pooling must be one of {EMBEDDER_POOLING}, "
+                             f"got {self.embedder_pooling!r}")
         if self.adain_eps <= 0:
             raise ValueError(f"adain_eps must be positive, got {self.adain_eps}")
         sizes = {"attention_down": [self.image_size // 2**i  # after a block of E, D or G

@@ -34,6 +34,7 @@ from .meta import (
     meta_step,
     non_finite,
 )
+from .nn.embedder import load_embedder
 
 __all__ = ["Trainer", "RunDirectoryInUse", "data_description"]
 
@@ -171,13 +172,15 @@ class Trainer:
         if self.step:
             raise ValueError(f"a warm start comes before the first step; this run is at step "
                              f"{self.step}")
-        for mine, theirs in ((self.model.embedder, trained.embedder),
-                             (self.model.generator, trained.generator)):
+        # E may weight the positions (ModelConfig.embedder_pooling) where trained's E sums
+        loads = ((load_embedder, self.model.embedder, trained.embedder),
+                 (torch.nn.Module.load_state_dict, self.model.generator, trained.generator))
+        for load, mine, theirs in loads:
             try:
-                mine.load_state_dict(theirs.state_dict())
+                load(mine, theirs.state_dict())
             except RuntimeError as error:  # sizes differ: name the first mismatch, briefly
-                raise ValueError(f"cannot start from {name}: its networks have other sizes "
-                                 f"({str(error).splitlines()[1].strip()})") from None
+                raise ValueError(f"cannot start from {name}: its networks have other sizes or "
+                                 f"layers ({str(error).splitlines()[1].strip()})") from None
         self.started_from = name
 
     def load(self, path: str | Path | None = None) -> int:

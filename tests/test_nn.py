@@ -41,6 +41,7 @@ def test_profiles_by_name_and_the_papers_values():
     ({"generator_up_blocks": 3}, "up-sample"),
     ({"embedding_size": 0}, "positive"),
     ({"adain_eps": 0.0}, "eps"),
+    ({"embedder_pooling": "max"}, "embedder_pooling must be one of"),
 ])
 def test_bad_configs_raise_value_error(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -243,6 +244,8 @@ def test_configs_saved_before_a_field_existed_load_as_they_were_trained():
 
     old = {k: v for k, v in cpu().as_dict().items() if k != "zero_bias_init"}
     assert ModelConfig.from_dict(old) == cpu().with_changes(zero_bias_init=False)
+    old = {k: v for k, v in cpu().as_dict().items() if k != "embedder_pooling"}
+    assert ModelConfig.from_dict(old).embedder_pooling == "sum"
     old = {k: v for k, v in training("cpu").as_dict().items() if k != "adv_trains_w"}
     assert TrainConfig.from_dict(old).adv_trains_w is True
     # checkpoints written before adv_trains_w spelt it as a string
@@ -376,3 +379,36 @@ def test_self_attention_weights_are_the_ones_forward_uses():
         assert torch.allclose(block(x), x + 0.7 * block.out(attended), atol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         block.attention(torch.randn(2, 8, 8, 8))
+
+
+def test_weighted_pooling_starts_as_the_papers_sum_and_weights_each_channel_and_position():
+    from fewshot_th.nn import count_parameters
+    from fewshot_th.nn.embedder import load_embedder
+
+    torch.manual_seed(0)
+    config = tiny()
+    summed = Embedder(config).eval()
+    weighted = Embedder(config.with_changes(embedder_pooling="weighted")).eval()
+    load_embedder(weighted, summed.state_dict())  # the paper's E, its positions weighted 1
+    side = config.image_size // 2**config.embedder_down_blocks
+    assert count_parameters(weighted) - count_parameters(summed) == config.embedding_size * side**2
+    frames, landmarks = _batch(config)
+    with torch.no_grad():
+        e_hat = summed(frames, landmarks)[1]
+        assert torch.equal(weighted(frames, landmarks)[1], e_hat)
+        # weight 0 for one channel at one corner: that channel's sum loses that position only
+        c = int(e_hat[0].argmax())
+        weighted.position_weights[c, 0, 0] = 0.0
+        maps = weighted.trunk(torch.cat([frames, landmarks], dim=2).flatten(0, 1))[-1]
+        sums = maps.sum(dim=(2, 3))
+        sums[:, c] -= maps[:, c, 0, 0]
+        expected = torch.relu(sums).view(2, 3, -1).mean(dim=1)
+        assert torch.allclose(weighted(frames, landmarks)[1], expected, atol=1e-5)
+        assert not torch.allclose(weighted(frames, landmarks)[1], e_hat)
+    weighted.train()
+    weighted(frames, landmarks)[1].sum().backward()
+    assert weighted.position_weights.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match="position_weights"):  # no way back to the sum
+        load_embedder(summed, weighted.state_dict())
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_embedder(weighted, Embedder(config.with_changes(min_channels=4)).state_dict())

@@ -23,7 +23,7 @@ def videos():
 
 def _trainer(videos, out, **kwargs):
     torch.manual_seed(0)
-    model = TalkingHeadModel.build(tiny(), num_videos=len(videos))
+    model = TalkingHeadModel.build(kwargs.pop("config", tiny()), num_videos=len(videos))
     train = kwargs.pop("train", training("tiny"))
     return Trainer(model, videos, train, ContentLoss({"pixel": 10.0}), out,
                    checkpoint_every=kwargs.pop("checkpoint_every", 0), sample_every=0,
@@ -494,6 +494,29 @@ def test_a_warm_start_copies_e_and_g_leaves_d_afresh_and_is_recorded(videos, tmp
         _trainer(videos, tmp_path / "b").start_from(other, "a smaller model")
 
 
+def test_a_warm_start_may_weight_the_positions_the_sum_pooling_of_its_source_adds(videos,
+                                                                                tmp_path):
+    torch.manual_seed(1)
+    trained = TalkingHeadModel.build(tiny(), num_videos=2)
+    weighted = tiny().with_changes(embedder_pooling="weighted")
+    trainer = _trainer(videos, tmp_path, config=weighted)
+    trainer.start_from(trained, "the paper's pooling")
+    E = trainer.model.embedder
+    ones = torch.ones_like(E.position_weights)
+    assert torch.equal(E.position_weights, ones)
+    for name, value in trained.embedder.state_dict().items():
+        assert torch.equal(E.state_dict()[name], value), name
+    trainer.run(1, progress=False)
+    assert not torch.equal(E.position_weights, ones), "the weights train with E"
+    learned = E.position_weights.detach().clone()
+    trainer.save()
+    resumed = _trainer(videos, tmp_path, config=weighted)
+    resumed.load()
+    assert torch.equal(resumed.model.embedder.position_weights, learned)
+    with pytest.raises(ValueError, match="embedder_pooling: 'weighted' -> 'sum'"):
+        _trainer(videos, tmp_path).load()
+
+
 def test_command_line_warm_start_from_a_checkpoint_and_a_clear_error_for_a_bad_one(tmp_path,
                                                                                    cli):
     command = ["train", "--profile", "tiny", "--identities", "2", "--frames", "4",
@@ -597,3 +620,12 @@ def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
     assert 0 <= tool.head_auc(told, head, episodes) <= 1
     for name, module in before.items():  # the model handed in is untouched
         assert not changed(state(getattr(model, name)), module), name
+    weighted = tool.with_weighted_pooling(model)  # the same ê until the weights train
+    assert weighted.config.embedder_pooling == "weighted" and weighted.generator is model.generator
+    sources = torch.stack([episodes[0]["sources"]])
+    images = torch.rand_like(sources)
+    with torch.no_grad():
+        e_hat = model.embedder(sources, images)[1]
+        assert torch.equal(weighted.embedder(sources, images)[1], e_hat)
+    trained = tool.train_eg(weighted, episodes, steps=1, weight=1.0, seed=0, batch_size=2)
+    assert not torch.equal(trained.embedder.position_weights, weighted.embedder.position_weights)

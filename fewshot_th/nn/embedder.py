@@ -6,7 +6,9 @@ embedding is the average over the K frames, Eq. (1):
     ê_i = (1/K) Σ_k E(x_i(s_k), y_i(s_k); φ).
 
 E is a stack of residual down-sampling blocks (no normalisation, average pooling) with
-self-attention, followed by global *sum* pooling and a ReLU.
+self-attention, followed by global *sum* pooling and a ReLU. ``ModelConfig.embedder_pooling
+= "weighted"`` (not the paper) weights each channel at each position of the last map before
+the sum, with weights that start at one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig
 from .blocks import DownBlock, SelfAttention, in_format_of, zero_spectral_norm_biases
 
-__all__ = ["DownTrunk", "Embedder", "check_pair"]
+__all__ = ["DownTrunk", "Embedder", "check_pair", "load_embedder"]
 
 
 class DownTrunk(nn.Module):
@@ -58,6 +60,16 @@ class DownTrunk(nn.Module):
         return features
 
 
+def load_embedder(embedder: Embedder, state: dict[str, torch.Tensor]) -> None:
+    """Load E's weights from ``state``, which may come from an E with the paper's sum pooling
+    when ``embedder`` weights its positions (``embedder_pooling="weighted"``): its position
+    weights then keep their start, ones, so that it computes the same e. Any other
+    difference raises ``RuntimeError`` as ``load_state_dict`` does."""
+    missing, unexpected = embedder.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"position_weights"}:
+        embedder.load_state_dict(state)  # raises, naming every difference
+
+
 def check_pair(config: ModelConfig, images: torch.Tensor, landmarks: torch.Tensor,
                names: tuple[str, str], leading: int) -> None:
     """Raise a clear ``ValueError`` unless ``images`` and ``landmarks`` are matching
@@ -89,6 +101,9 @@ class Embedder(nn.Module):
         self.trunk = DownTrunk(config, in_channels=6)
         if config.zero_bias_init:
             zero_spectral_norm_biases(self)
+        if config.embedder_pooling == "weighted":  # ones: the sum pooling, until trained
+            side = config.image_size // 2**config.embedder_down_blocks
+            self.position_weights = nn.Parameter(torch.ones(config.embedding_size, side, side))
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The blocks in the order the data flows through them (for figures)."""
@@ -99,5 +114,7 @@ class Embedder(nn.Module):
         b, k = frames.shape[:2]
         x = torch.cat([frames, landmarks], dim=2).flatten(0, 1)
         h = self.trunk(x)[-1]
+        if self.config.embedder_pooling == "weighted":
+            h = h * self.position_weights
         e = F.relu(h.sum(dim=(2, 3))).view(b, k, -1)
         return e, e.mean(dim=1)
