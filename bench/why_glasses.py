@@ -152,10 +152,23 @@ def with_weighted_pooling(model: TalkingHeadModel) -> TalkingHeadModel:
     return converted.eval()
 
 
+def position_weights(model: TalkingHeadModel) -> dict:
+    """How far E's position weights (``embedder_pooling="weighted"``) moved from one: the mean
+    of |w - 1| over all of them, and at each position of the last map (rows top to bottom,
+    averaged over the channels). Nothing for the paper's sum pooling."""
+    if model.config.embedder_pooling != "weighted":
+        return {}
+    moved = (model.embedder.position_weights.detach() - 1).abs()
+    return {"position_weights_moved": float(moved.mean()),
+            "position_weights_moved_by_position": moved.mean(dim=0).tolist()}
+
+
 def rounded(numbers: dict) -> dict:
-    return {k: round(v, 4) if isinstance(v, float)
-            else [round(x, 4) for x in v] if isinstance(v, list) else v
-            for k, v in numbers.items()}
+    def round_all(value):
+        return (round(value, 4) if isinstance(value, float)
+                else [round_all(x) for x in value] if isinstance(value, list) else value)
+
+    return {k: round_all(v) for k, v in numbers.items()}
 
 
 def main() -> None:
@@ -196,7 +209,8 @@ def main() -> None:
         model = with_weighted_pooling(model)
 
     def diagnose(m) -> dict:
-        return rounded(glasses_diagnosis(m, args.identities, seed=args.seed))
+        return rounded({**glasses_diagnosis(m, args.identities, seed=args.seed),
+                        **position_weights(m)})
 
     results = {"model": args.checkpoint or args.pretrained,
                "embedder_pooling": model.config.embedder_pooling, "before": diagnose(model)}

@@ -627,5 +627,13 @@ def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
     with torch.no_grad():
         e_hat = model.embedder(sources, images)[1]
         assert torch.equal(weighted.embedder(sources, images)[1], e_hat)
+    assert tool.position_weights(weighted)["position_weights_moved"] == 0
+    assert tool.position_weights(model) == {}
     trained = tool.train_eg(weighted, episodes, steps=1, weight=1.0, seed=0, batch_size=2)
     assert not torch.equal(trained.embedder.position_weights, weighted.embedder.position_weights)
+    moved = tool.position_weights(trained)
+    side = model.config.image_size // 2**model.config.embedder_down_blocks
+    assert moved["position_weights_moved"] > 0
+    assert len(moved["position_weights_moved_by_position"]) == side
+    rounded = tool.rounded({"a": [[0.123456]], "b": 1.000049, "c": "x"})
+    assert rounded == {"a": [[0.1235]], "b": 1.0, "c": "x"}
