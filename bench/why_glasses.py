@@ -68,18 +68,30 @@ def training_episodes(size: int, people: int, seed: int) -> list[dict]:
     return episodes
 
 
+def adam(embedder, other: torch.nn.Module, pooling_lr: float | None = None):
+    """Adam over E's and ``other``'s parameters at the ``cpu`` profile's lr 4e-4 and betas;
+    E's position weights (``embedder_pooling="weighted"``), if it has them, at ``pooling_lr``
+    (None: 4e-4 too)."""
+    pooling = [p for name, p in embedder.named_parameters() if name == "position_weights"]
+    rest = [p for name, p in embedder.named_parameters() if name != "position_weights"]
+    groups = [{"params": [*rest, *other.parameters()]}]
+    if pooling:
+        groups.append({"params": pooling, "lr": pooling_lr or 4e-4})
+    return torch.optim.Adam(groups, lr=4e-4, betas=(0.5, 0.999))
+
+
 def train_eg(model, episodes: list[dict], steps: int, weight: float, seed: int,
-             eyes_term: float = 0.0, batch_size: int = 8, every: int = 0, report=None):
+             eyes_term: float = 0.0, batch_size: int = 8, every: int = 0, report=None,
+             pooling_lr: float | None = None):
     """A copy of ``model`` whose E and G trained on for ``steps`` steps (Adam, lr 4e-4, the
-    ``cpu`` profile's rate) with pixel L1 x 10, the glasses pixels (where the target and the
-    same frame with the glasses switched differ: worn or not) weighted ``weight``, plus
-    ``eyes_term`` x the ``eyes`` content term when it is not 0; ``report(step, model)`` is
-    called every ``every`` steps (0: never)."""
+    ``cpu`` profile's rate; ``pooling_lr`` for E's position weights) with pixel L1 x 10, the
+    glasses pixels (where the target and the same frame with the glasses switched differ:
+    worn or not) weighted ``weight``, plus ``eyes_term`` x the ``eyes`` content term when it
+    is not 0; ``report(step, model)`` is called every ``every`` steps (0: never)."""
     extra = content_loss_from((("eyes", eyes_term),)) if eyes_term else None
     trained = copy.deepcopy(model)
     E, G = trained.embedder.train(), trained.generator.train()
-    optimizer = torch.optim.Adam([*E.parameters(), *G.parameters()], lr=4e-4,
-                                 betas=(0.5, 0.999))
+    optimizer = adam(E, G, pooling_lr)
     size = model.config.image_size
     rng = np.random.default_rng(seed)
     for step in range(1, steps + 1):
@@ -98,15 +110,16 @@ def train_eg(model, episodes: list[dict], steps: int, weight: float, seed: int,
     return trained.eval()
 
 
-def supervised_e(model, episodes: list[dict], steps: int, seed: int, batch_size: int = 16):
+def supervised_e(model, episodes: list[dict], steps: int, seed: int, batch_size: int = 16,
+                 pooling_lr: float | None = None):
     """A copy of ``model`` whose E trained on alone for ``steps`` steps, with a linear head on
-    ê told who wears glasses (logistic loss, Adam at lr 4e-4): can E's architecture see them
-    when it is asked to? Returns the model and the head."""
+    ê told who wears glasses (logistic loss, Adam at lr 4e-4; ``pooling_lr`` for E's position
+    weights): can E's architecture see them when it is asked to? Returns the model and the
+    head."""
     trained = copy.deepcopy(model)
     E = trained.embedder.train()
     head = torch.nn.Linear(model.config.embedding_size, 1)
-    optimizer = torch.optim.Adam([*E.parameters(), *head.parameters()], lr=4e-4,
-                                 betas=(0.5, 0.999))
+    optimizer = adam(E, head, pooling_lr)
     size = model.config.image_size
     rng = np.random.default_rng(seed)
     wears = torch.tensor([float(e["wears"]) for e in episodes])
@@ -192,15 +205,18 @@ def main() -> None:
     parser.add_argument("--pooling", choices=EMBEDDER_POOLING, default="sum",
                         help="E's pooling in the interventions: weighted adds a learned weight "
                              "per channel and position (ones at the start) to the sum")
+    parser.add_argument("--pooling-lr", type=float,
+                        help="Adam's learning rate for E's position weights (default: 4e-4, "
+                             "as for every other weight)")
     parser.add_argument("--figure", type=Path,
                         help="also save a picture of four wearers drawn FF here (.png)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the numbers as JSON here")
     args = parser.parse_args()
     if args.steps < 1 or args.people < 2 or args.every < 0 or args.supervised_e < 0 or any(
-            w <= 0 for w in args.weights):
+            w <= 0 for w in args.weights) or (args.pooling_lr is not None and args.pooling_lr <= 0):
         parser.error("--steps must be positive, --people at least 2, --every and "
-                     "--supervised-e >= 0, --weights positive")
+                     "--supervised-e >= 0, --weights and --pooling-lr positive")
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     model = load_trained(args.checkpoint) if args.checkpoint else load_pretrained(args.pretrained)
@@ -213,13 +229,15 @@ def main() -> None:
                         **position_weights(m)})
 
     results = {"model": args.checkpoint or args.pretrained,
-               "embedder_pooling": model.config.embedder_pooling, "before": diagnose(model)}
+               "embedder_pooling": model.config.embedder_pooling,
+               "pooling_lr": args.pooling_lr or 4e-4, "before": diagnose(model)}
     print("before", json.dumps(results["before"]), flush=True)
     if args.figure:
         figure(model, args.figure, args.seed)
     episodes = training_episodes(model.config.image_size, args.people, args.seed + 2)
     if args.supervised_e:
-        trained, head = supervised_e(model, episodes, args.supervised_e, args.seed)
+        trained, head = supervised_e(model, episodes, args.supervised_e, args.seed,
+                                     pooling_lr=args.pooling_lr)
         test = SynthHeads("test", num_identities=args.identities, num_videos_per_identity=1,
                           frames_per_video=64, size=model.config.image_size, seed=args.seed)
         told = {"head_auc_on_its_training_people": head_auc(trained, head, episodes),
@@ -239,7 +257,8 @@ def main() -> None:
             print(step, name, json.dumps(results[f"after_{step}_steps_{name}"]), flush=True)
 
         measure(args.steps, train_eg(model, episodes, args.steps, weight, args.seed, eyes,
-                                     every=args.every, report=measure))
+                                     every=args.every, report=measure,
+                                     pooling_lr=args.pooling_lr))
     report(results, start, args.out)
 
 

@@ -628,6 +628,10 @@ def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
         e_hat = model.embedder(sources, images)[1]
         assert torch.equal(weighted.embedder(sources, images)[1], e_hat)
     assert tool.position_weights(weighted)["position_weights_moved"] == 0
+    groups = tool.adam(weighted.embedder, weighted.generator, pooling_lr=0.01).param_groups
+    assert [g["lr"] for g in groups] == [4e-4, 0.01]
+    assert groups[1]["params"] == [weighted.embedder.position_weights]
+    assert len(tool.adam(model.embedder, model.generator, pooling_lr=0.01).param_groups) == 1
     assert tool.position_weights(model) == {}
     trained = tool.train_eg(weighted, episodes, steps=1, weight=1.0, seed=0, batch_size=2)
     assert not torch.equal(trained.embedder.position_weights, weighted.embedder.position_weights)
