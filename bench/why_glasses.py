@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import time
@@ -156,6 +157,62 @@ def figure(model, path: Path, seed: int = 0) -> None:
     show_methods(glasses_examples(model, seed=seed), size=1.8).savefig(path, dpi=100)
 
 
+def source_key(frames: torch.Tensor) -> bytes:
+    """A video's K source frames, as ``OracleEmbedder`` recognises them."""
+    return hashlib.sha1(frames.detach().float().cpu().contiguous().numpy().tobytes()).digest()
+
+
+class OracleEmbedder(torch.nn.Module):
+    """E, with who wears glasses written into ê: ê + ``direction`` for K sources that show
+    glasses. ``known`` maps ``source_key(sources)`` to whether they show glasses (every
+    episode the oracle will be asked about, drawn as it is and with the glasses switched);
+    sources it does not know raise ``KeyError``. Would G draw the glasses if ê said who wears
+    them?"""
+
+    def __init__(self, embedder, known: dict[bytes, bool], direction: torch.Tensor):
+        super().__init__()
+        self.inner, self.known = embedder, known
+        self.config, self.trunk = embedder.config, embedder.trunk
+        self.register_buffer("direction", direction)
+
+    def train(self, mode: bool = True):
+        """E stays in eval mode: frozen, its spectral norms' power iterations too."""
+        super().train(mode)
+        self.inner.eval()
+        return self
+
+    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor):
+        e, e_hat = self.inner(frames, landmarks)
+        shows = torch.tensor([self.known[source_key(f)] for f in frames], dtype=e_hat.dtype,
+                             device=e_hat.device)
+        return e, e_hat + shows[:, None] * self.direction.to(e_hat.dtype)
+
+
+def with_oracle(model: TalkingHeadModel, episodes: list[dict], identities: int,
+                seed: int) -> TalkingHeadModel:
+    """``model`` with an ``OracleEmbedder`` whose E is frozen, for the training ``episodes``
+    and the ``identities`` held-out people of ``glasses_diagnosis(seed=seed)``: a direction of
+    ê-space (random, non-negative like ê) as long as the median distance between two training
+    people's ê is added for sources that show glasses."""
+    size = model.config.image_size
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=64, size=size, seed=seed)
+    known = {source_key(e["sources"]): e["wears"] for e in episodes}
+    for identity in range(identities):
+        episode = glasses_episode(test, identity)
+        known[source_key(episode["sources"])] = episode["wears"]
+        known[source_key(episode["sources_flipped"])] = not episode["wears"]
+    with torch.no_grad():
+        e_hat = torch.cat([model.embedder(e["sources"][None], draw_landmarks(
+            e["source_points"], size)[None])[1] for e in episodes[:64]]).float()
+    distance = torch.cdist(e_hat, e_hat)[~torch.eye(len(e_hat), dtype=torch.bool)].median()
+    direction = torch.rand(model.config.embedding_size,
+                           generator=torch.Generator().manual_seed(seed))
+    embedder = copy.deepcopy(model.embedder).requires_grad_(False)
+    oracle = OracleEmbedder(embedder, known, direction * distance / direction.norm())
+    return TalkingHeadModel(model.config, oracle, model.generator, model.discriminator).eval()
+
+
 def with_weighted_pooling(model: TalkingHeadModel) -> TalkingHeadModel:
     """``model`` with an E that weights each channel and position before its sum pooling,
     its trunk copied and its weights all ones: the same ê until they are trained."""
@@ -171,7 +228,8 @@ def position_weights(model: TalkingHeadModel) -> dict:
     averaged over the channels). Nothing for the paper's sum pooling."""
     if model.config.embedder_pooling != "weighted":
         return {}
-    moved = (model.embedder.position_weights.detach() - 1).abs()
+    embedder = getattr(model.embedder, "inner", model.embedder)  # under an OracleEmbedder
+    moved = (embedder.position_weights.detach() - 1).abs()
     return {"position_weights_moved": float(moved.mean()),
             "position_weights_moved_by_position": moved.mean(dim=0).tolist()}
 
@@ -208,8 +266,13 @@ def main() -> None:
     parser.add_argument("--pooling-lr", type=float,
                         help="Adam's learning rate for E's position weights (default: 4e-4, "
                              "as for every other weight)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="write who wears glasses into ê (E frozen), so that the "
+                             "interventions train G alone: would G draw them if ê said so?")
     parser.add_argument("--figure", type=Path,
                         help="also save a picture of four wearers drawn FF here (.png)")
+    parser.add_argument("--figure-after", type=Path,
+                        help="... and one after the last intervention here (.png)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the numbers as JSON here")
     args = parser.parse_args()
@@ -217,6 +280,8 @@ def main() -> None:
             w <= 0 for w in args.weights) or (args.pooling_lr is not None and args.pooling_lr <= 0):
         parser.error("--steps must be positive, --people at least 2, --every and "
                      "--supervised-e >= 0, --weights and --pooling-lr positive")
+    if args.oracle and args.supervised_e:
+        parser.error("--oracle freezes E: it does not go with --supervised-e")
     torch.manual_seed(args.seed)
     start = time.perf_counter()
     model = load_trained(args.checkpoint) if args.checkpoint else load_pretrained(args.pretrained)
@@ -228,13 +293,16 @@ def main() -> None:
         return rounded({**glasses_diagnosis(m, args.identities, seed=args.seed),
                         **position_weights(m)})
 
+    episodes = training_episodes(model.config.image_size, args.people, args.seed + 2)
+    if args.oracle:
+        model = with_oracle(model, episodes, args.identities, args.seed)
     results = {"model": args.checkpoint or args.pretrained,
                "embedder_pooling": model.config.embedder_pooling,
-               "pooling_lr": args.pooling_lr or 4e-4, "before": diagnose(model)}
+               "pooling_lr": args.pooling_lr or 4e-4, "oracle": args.oracle,
+               "before": diagnose(model)}
     print("before", json.dumps(results["before"]), flush=True)
     if args.figure:
         figure(model, args.figure, args.seed)
-    episodes = training_episodes(model.config.image_size, args.people, args.seed + 2)
     if args.supervised_e:
         trained, head = supervised_e(model, episodes, args.supervised_e, args.seed,
                                      pooling_lr=args.pooling_lr)
@@ -256,9 +324,11 @@ def main() -> None:
             results[f"after_{step}_steps_{name}"] = diagnose(m)
             print(step, name, json.dumps(results[f"after_{step}_steps_{name}"]), flush=True)
 
-        measure(args.steps, train_eg(model, episodes, args.steps, weight, args.seed, eyes,
-                                     every=args.every, report=measure,
-                                     pooling_lr=args.pooling_lr))
+        trained = train_eg(model, episodes, args.steps, weight, args.seed, eyes,
+                           every=args.every, report=measure, pooling_lr=args.pooling_lr)
+        measure(args.steps, trained)
+    if args.figure_after and runs:
+        figure(trained, args.figure_after, args.seed)
     report(results, start, args.out)
 
 

@@ -641,3 +641,30 @@ def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
     assert len(moved["position_weights_moved_by_position"]) == side
     rounded = tool.rounded({"a": [[0.123456]], "b": 1.000049, "c": "x"})
     assert rounded == {"a": [[0.1235]], "b": 1.0, "c": "x"}
+
+
+def test_why_glasses_oracle_writes_who_wears_glasses_into_e_hat_and_trains_g_alone():
+    tool = _bench_module("why_glasses")
+    torch.manual_seed(0)
+    model = TalkingHeadModel.build(tiny(), 4).eval()
+    episodes = tool.training_episodes(model.config.image_size, 12, seed=2)
+    oracle = tool.with_oracle(model, episodes, identities=6, seed=0)
+    E = oracle.embedder
+    size = model.config.image_size
+    with torch.no_grad():
+        for episode in episodes[:6]:
+            sources = episode["sources"][None]
+            images = torch.rand_like(sources)
+            told = E(sources, images)[1]
+            plain = model.embedder(sources, images)[1]
+            expected = plain + E.direction if episode["wears"] else plain
+            assert torch.allclose(told, expected), episode["wears"]
+        assert E.direction.min() >= 0 and E.direction.norm() > 0
+        with pytest.raises(KeyError):  # sources it was not told about
+            E(torch.rand(1, 8, 3, size, size), torch.rand(1, 8, 3, size, size))
+    before_e = {k: v.clone() for k, v in E.inner.state_dict().items()}
+    before_g = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    trained = tool.train_eg(oracle, episodes, steps=1, weight=1.0, seed=0, batch_size=2)
+    assert all(torch.equal(v, before_e[k]) for k, v in trained.embedder.inner.state_dict().items())
+    assert any(not torch.equal(v, before_g[k])
+               for k, v in trained.generator.state_dict().items())
