@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_th.config import EMBEDDER_POOLING
+from fewshot_th.config import EMBEDDER_POOLING, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.diagnosis import glasses_diagnosis, glasses_episode, glasses_examples
 from fewshot_th.identity import roc_auc
@@ -56,6 +56,8 @@ from fewshot_th.pretrained import load_pretrained, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report, weighted_pixel_step  # noqa: E402
+
+RECIPE = training("cpu")  # the interventions' Adam: its lr_eg (4e-4) and betas
 
 
 def training_episodes(size: int, people: int, seed: int) -> list[dict]:
@@ -77,8 +79,8 @@ def adam(embedder, other: torch.nn.Module, pooling_lr: float | None = None):
     rest = [p for name, p in embedder.named_parameters() if name != "position_weights"]
     groups = [{"params": [*rest, *other.parameters()]}]
     if pooling:
-        groups.append({"params": pooling, "lr": pooling_lr or 4e-4})
-    return torch.optim.Adam(groups, lr=4e-4, betas=(0.5, 0.999))
+        groups.append({"params": pooling, "lr": pooling_lr or RECIPE.lr_eg})
+    return torch.optim.Adam(groups, lr=RECIPE.lr_eg, betas=RECIPE.betas)
 
 
 def train_eg(model, episodes: list[dict], steps: int, weight: float, seed: int,
@@ -298,7 +300,7 @@ def main() -> None:
         model = with_oracle(model, episodes, args.identities, args.seed)
     results = {"model": args.checkpoint or args.pretrained,
                "embedder_pooling": model.config.embedder_pooling,
-               "pooling_lr": args.pooling_lr or 4e-4, "oracle": args.oracle,
+               "pooling_lr": args.pooling_lr or RECIPE.lr_eg, "oracle": args.oracle,
                "before": diagnose(model)}
     print("before", json.dumps(results["before"]), flush=True)
     if args.figure:
