@@ -96,6 +96,12 @@ def _train_here(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as error:
             return fail(f"cannot resume: {error}")
         print(f"resumed {args.out} at step {step}")
+    elif args.branch_from:
+        try:
+            step = trainer.branch(args.branch_from)
+        except (FileNotFoundError, ValueError) as error:
+            return fail(f"cannot branch {args.branch_from}: {error}")
+        print(f"branched {args.branch_from} into {args.out} at step {step}")
     elif args.start_from:
         from .pretrained import load_pretrained, load_trained
 
@@ -258,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--start-from", metavar="MODEL",
                        help="a warm start: E and G from this shipped model (or checkpoint .json), "
                             "D afresh")
+    train.add_argument("--branch-from", metavar="CHECKPOINT",
+                       help="continue another run's checkpoint (.json) in --out with E weighting "
+                            "its positions (--model embedder_pooling=weighted) where that run's "
+                            "E summed them: G, D and both optimisers carry over")
     train.add_argument("--identities", type=int, default=1000)
     train.add_argument("--videos-per-identity", type=int, default=2)
     train.add_argument("--frames", type=int, default=32, help="frames per video")
@@ -404,8 +414,12 @@ def _check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Names
         parser.error("--eval-every scores held-out SynthHeads people; for --data FOLDER score "
                      "the run's checkpoints with: fewshot-th evaluate --checkpoint "
                      "OUT/step-N.json --data FOLDER")
-    if args.resume and (args.start_from or args.overwrite):
-        parser.error("--resume continues a run: it takes neither --start-from nor --overwrite")
+    if args.resume and (args.start_from or args.overwrite or args.branch_from):
+        parser.error("--resume continues a run: it takes neither --start-from, --branch-from "
+                     "nor --overwrite")
+    if args.start_from and args.branch_from:
+        parser.error("--start-from copies E and G and starts D afresh, --branch-from continues "
+                     "a whole run: give one of them")
     problem = _device_problem(args.device)
     if problem:
         parser.error(problem)

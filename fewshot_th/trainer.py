@@ -218,16 +218,66 @@ class Trainer:
         self.model.load_state_tensors(tensors)
         ckpt.unflatten_optimizer(self.opt_eg, "opt_eg", tensors, meta["opt_eg"])
         ckpt.unflatten_optimizer(self.opt_d, "opt_d", tensors, meta["opt_d"])
+        self._continue(tensors, meta)
+        self.started_from = meta.get("started_from")
+        self.last_checkpoint = Path(path)
+        if self.rank == 0:
+            truncate_log(self.out / "metrics.jsonl", self.step)
+        return self.step
+
+    def _continue(self, tensors: dict, meta: dict) -> None:
+        """Take a checkpoint's step, training time and random states."""
         torch.set_rng_state(tensors["rng.torch"])
         random.setstate(_tuples(meta["python_random"]))
         state = meta["numpy_random"]
         np.random.set_state((state[0], np.array(state[1], dtype=np.uint32), *state[2:]))
         self.step = int(meta["step"])
         self.seconds = float(meta.get("train_seconds", 0.0))  # older checkpoints: unknown
-        self.started_from = meta.get("started_from")
-        self.last_checkpoint = Path(path)
-        if self.rank == 0:
-            truncate_log(self.out / "metrics.jsonl", self.step)
+
+    def branch(self, path: str | Path) -> int:
+        """Continue another run's checkpoint ``path`` in this trainer's ``out``, with E
+        weighting its positions (``ModelConfig.embedder_pooling="weighted"``) where that run's
+        E summed them; returns the step it continues from.
+
+        Unlike ``start_from``, everything else carries over: E's other weights, G, D with its
+        W, both optimisers' Adam state, the step, the training time and the random states. The
+        position weights start at ones with no Adam state, so E computes the same e as before
+        and D stays trained. Refuses (``ValueError``) any other difference in the model
+        configuration, other videos, another seed, and a directory that holds another run."""
+        if self.step:
+            raise ValueError(f"a branch comes before the first step; this run is at step "
+                             f"{self.step}")
+        tensors, meta = ckpt.load_checkpoint(path)
+        bad = non_finite(tensors)
+        if bad:
+            raise ValueError(f"checkpoint {path} holds {len(bad)} tensors that are not finite "
+                             f"(first: {bad[0]}): it was saved after training diverged")
+        self._check_same_data(path, meta)
+        saved = ModelConfig.from_dict(meta["model_config"])
+        mine = self.model.config
+        if (saved.embedder_pooling, mine.embedder_pooling) != ("sum", "weighted") or \
+                saved.with_changes(embedder_pooling="weighted") != mine:
+            raise ValueError(f"a branch changes only embedder_pooling, from 'sum' to "
+                             f"'weighted'; checkpoint {path} differs from this run in "
+                             f"{_differences(saved, mine)} (to continue the same model use "
+                             "--resume, Trainer.load)")
+        recipe = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
+        if recipe is not None and recipe != self.train_config:
+            warnings.warn(f"branching {path} with another recipe than it was trained with: "
+                          f"{_differences(recipe, self.train_config)}", stacklevel=2)
+        self._claim()  # before anything changes: out must not hold another run
+        source = TalkingHeadModel.build(saved, num_videos=len(self.videos))
+        source.load_state_tensors(tensors)
+        load_embedder(self.model.embedder, source.embedder.state_dict())
+        self.model.generator.load_state_dict(source.generator.state_dict())
+        self.model.discriminator.load_state_dict(source.discriminator.state_dict())
+        for prefix, theirs, ours in zip(("opt_eg", "opt_d"), make_optimizers(source, recipe or
+                                                                            self.train_config),
+                                        (self.opt_eg, self.opt_d)):
+            ckpt.unflatten_optimizer(theirs, prefix, tensors, meta[prefix])
+            _carry_optimizer(theirs, source, ours, self.model)
+        self._continue(tensors, meta)
+        self.started_from = f"a branch of {path}"
         return self.step
 
     def _check_same_data(self, path, meta: dict) -> None:
@@ -324,6 +374,26 @@ class Trainer:
                     log.flush()
                     self.save()
         return history
+
+
+def _carry_optimizer(theirs: torch.optim.Optimizer, source: torch.nn.Module,
+                     ours: torch.optim.Optimizer, model: torch.nn.Module) -> None:
+    """Give ``ours`` (over ``model``'s parameters) the state ``theirs`` holds for the
+    parameters of ``source`` that have the same names, and ``theirs``' hyper-parameters;
+    parameters ``source`` lacks start with no state (Adam fills it in on their first step)."""
+    names = {id(p): name for name, p in source.named_parameters()}
+    found = {names[id(p)]: theirs.state[p] for group in theirs.param_groups
+             for p in group["params"] if theirs.state.get(p)}
+    names = {id(p): name for name, p in model.named_parameters()}
+    state, index = {}, 0
+    for group in ours.param_groups:
+        for p in group["params"]:
+            if names[id(p)] in found:
+                state[index] = found[names[id(p)]]
+            index += 1
+    groups = [dict(saved, params=now["params"]) for saved, now in
+              zip(theirs.state_dict()["param_groups"], ours.state_dict()["param_groups"])]
+    ours.load_state_dict({"state": state, "param_groups": groups})
 
 
 def truncate_log(path: Path, step: int) -> None:

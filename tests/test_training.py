@@ -13,7 +13,7 @@ from fewshot_th.config import tiny, training
 from fewshot_th.data import EpisodeDataset, SynthHeads, episode_batches
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel, TrainingDiverged, meta_step
-from fewshot_th.trainer import Trainer
+from fewshot_th.trainer import RunDirectoryInUse, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -515,6 +515,75 @@ def test_a_warm_start_may_weight_the_positions_the_sum_pooling_of_its_source_add
     assert torch.equal(resumed.model.embedder.position_weights, learned)
     with pytest.raises(ValueError, match="embedder_pooling: 'weighted' -> 'sum'"):
         _trainer(videos, tmp_path).load()
+
+
+def test_a_branch_into_weighted_pooling_takes_the_step_the_run_would_have_taken(videos,
+                                                                               tmp_path):
+    """``Trainer.branch`` carries a run's G, D and Adam state into a weighted-pooling E: with
+    the position weights at one, its first step is the step the run itself takes next."""
+    run = _trainer(videos, tmp_path / "a")
+    run.run(2, progress=False)
+    path = run.save()
+    weighted = tiny().with_changes(embedder_pooling="weighted")
+    branch = _trainer(videos, tmp_path / "b", config=weighted)
+    assert branch.branch(path) == 2 and branch.started_from == f"a branch of {path}"
+    E = branch.model.embedder
+    assert torch.equal(E.position_weights, torch.ones_like(E.position_weights))
+    assert E.position_weights not in branch.opt_eg.state  # Adam starts it on its first step
+    assert len(branch.opt_eg.state) == len(run.opt_eg.state) and \
+        len(branch.opt_d.state) == len(run.opt_d.state)
+    resumed = _trainer(videos, tmp_path / "a")
+    resumed.load()
+    resumed.run(3, progress=False)
+    branch.run(3, progress=False)
+    assert not torch.equal(E.position_weights, torch.ones_like(E.position_weights))
+    mine = branch.model.state_tensors()
+    for name, value in resumed.model.state_tensors().items():  # E, G and D: the same step
+        assert torch.allclose(mine[name], value, atol=1e-6), name
+    branch.save()
+    again = _trainer(videos, tmp_path / "b", config=weighted)
+    assert again.load() == 3 and again.started_from == f"a branch of {path}"
+
+
+def test_a_branch_changes_only_the_pooling_and_keeps_another_run_safe(videos, tmp_path):
+    run = _trainer(videos, tmp_path / "a")
+    run.run(1, progress=False)
+    path = run.save()
+    weighted = tiny().with_changes(embedder_pooling="weighted")
+    with pytest.raises(ValueError, match="changes only embedder_pooling.*--resume"):
+        _trainer(videos, tmp_path / "b").branch(path)  # the same model: that is a resume
+    with pytest.raises(ValueError, match="min_channels"):
+        _trainer(videos, tmp_path / "b",
+                 config=weighted.with_changes(min_channels=4)).branch(path)
+    trained = _trainer(videos, tmp_path / "w", config=weighted)
+    trained.run(1, progress=False)
+    with pytest.raises(ValueError, match="'weighted' -> 'sum'"):  # the pooling can't be undone
+        _trainer(videos, tmp_path / "b").branch(trained.save())
+    with pytest.raises(ValueError, match="before the first step"):
+        trained.branch(path)
+    busy = _trainer(videos, tmp_path / "w", config=weighted)
+    with pytest.raises(RunDirectoryInUse):
+        busy.branch(path)
+    assert busy.step == 0 and ckpt.latest_checkpoint(tmp_path / "w").name == "step-00000001.json"
+
+
+def test_command_line_branches_a_run_into_weighted_pooling(tmp_path, cli):
+    command = ["train", "--profile", "tiny", "--identities", "2", "--frames", "4",
+               "--sample-every", "0"]
+    assert cli(command + ["--out", str(tmp_path / "a"), "--steps", "1"]).returncode == 0
+    source = str(ckpt.latest_checkpoint(tmp_path / "a"))
+    branch = cli(command + ["--out", str(tmp_path / "b"), "--steps", "2", "--branch-from", source,
+                            "--model", "embedder_pooling=weighted"])
+    assert branch.returncode == 0, branch.stderr
+    assert f"branched {source}" in branch.stdout and "at step 1" in branch.stdout
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "b").read_text())
+    assert meta["step"] == 2 and meta["model_config"]["embedder_pooling"] == "weighted"
+    same = cli(command + ["--out", str(tmp_path / "c"), "--steps", "2", "--branch-from", source])
+    assert same.returncode == 2 and "changes only embedder_pooling" in same.stderr
+    assert "Traceback" not in same.stderr
+    both = cli(command + ["--out", str(tmp_path / "b"), "--steps", "3", "--resume",
+                          "--branch-from", source])
+    assert both.returncode == 2 and "--resume continues a run" in both.stderr
 
 
 def test_command_line_warm_start_from_a_checkpoint_and_a_clear_error_for_a_bad_one(tmp_path,
