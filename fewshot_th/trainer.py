@@ -190,31 +190,22 @@ class Trainer:
         Refuses (``ValueError``) a checkpoint of another model configuration, other training
         videos or another seed, naming the fields that differ."""
 
-        def finite(tensors, meta):
-            bad = non_finite(tensors)
-            if bad:
-                raise ckpt.CheckpointError(f"{len(bad)} of its tensors are not finite (first: "
-                                           f"{bad[0]}): it was saved after training diverged")
-
         if path is None:
             if self.rank == 0:
                 ckpt.clean_directory(self.out)
             try:
-                path, tensors, meta = ckpt.load_latest_intact(self.out, check=finite)
+                path, tensors, meta = ckpt.load_latest_intact(self.out, check=_finite)
             except FileNotFoundError:
                 raise FileNotFoundError(f"no checkpoint to resume from in {self.out}") from None
         else:
             tensors, meta = ckpt.load_checkpoint(path)
-            finite(tensors, meta)
+            _finite(tensors, meta)
         self._check_same_data(path, meta)
         saved = ModelConfig.from_dict(meta["model_config"])  # fields added since: defaults
         if saved != self.model.config:
             raise ValueError(f"checkpoint {path} was made with another model configuration: "
                              f"{_differences(saved, self.model.config)}")
-        recipe = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
-        if recipe is not None and recipe != self.train_config:
-            warnings.warn(f"resuming {path} with another recipe than it was trained with: "
-                          f"{_differences(recipe, self.train_config)}", stacklevel=2)
+        self._recipe_of(path, meta, "resuming")
         self.model.load_state_tensors(tensors)
         ckpt.unflatten_optimizer(self.opt_eg, "opt_eg", tensors, meta["opt_eg"])
         ckpt.unflatten_optimizer(self.opt_d, "opt_d", tensors, meta["opt_d"])
@@ -248,10 +239,7 @@ class Trainer:
             raise ValueError(f"a branch comes before the first step; this run is at step "
                              f"{self.step}")
         tensors, meta = ckpt.load_checkpoint(path)
-        bad = non_finite(tensors)
-        if bad:
-            raise ValueError(f"checkpoint {path} holds {len(bad)} tensors that are not finite "
-                             f"(first: {bad[0]}): it was saved after training diverged")
+        _finite(tensors, meta)
         self._check_same_data(path, meta)
         saved = ModelConfig.from_dict(meta["model_config"])
         mine = self.model.config
@@ -261,10 +249,7 @@ class Trainer:
                              f"'weighted'; checkpoint {path} differs from this run in "
                              f"{_differences(saved, mine)} (to continue the same model use "
                              "--resume, Trainer.load)")
-        recipe = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
-        if recipe is not None and recipe != self.train_config:
-            warnings.warn(f"branching {path} with another recipe than it was trained with: "
-                          f"{_differences(recipe, self.train_config)}", stacklevel=2)
+        recipe = self._recipe_of(path, meta, "branching")
         self._claim()  # before anything changes: out must not hold another run
         source = TalkingHeadModel.build(saved, num_videos=len(self.videos))
         source.load_state_tensors(tensors)
@@ -279,6 +264,15 @@ class Trainer:
         self._continue(tensors, meta)
         self.started_from = f"a branch of {path}"
         return self.step
+
+    def _recipe_of(self, path, meta: dict, doing: str) -> TrainConfig | None:
+        """The recipe checkpoint ``path`` was trained with (None in older checkpoints); warns
+        when it is not this trainer's."""
+        recipe = TrainConfig.from_dict(meta["train_config"]) if "train_config" in meta else None
+        if recipe is not None and recipe != self.train_config:
+            warnings.warn(f"{doing} {path} with another recipe than it was trained with: "
+                          f"{_differences(recipe, self.train_config)}", stacklevel=3)
+        return recipe
 
     def _check_same_data(self, path, meta: dict) -> None:
         saved = meta.get("data")
@@ -381,19 +375,27 @@ def _carry_optimizer(theirs: torch.optim.Optimizer, source: torch.nn.Module,
     """Give ``ours`` (over ``model``'s parameters) the state ``theirs`` holds for the
     parameters of ``source`` that have the same names, and ``theirs``' hyper-parameters;
     parameters ``source`` lacks start with no state (Adam fills it in on their first step)."""
-    names = {id(p): name for name, p in source.named_parameters()}
-    found = {names[id(p)]: theirs.state[p] for group in theirs.param_groups
+    their_names = {id(p): name for name, p in source.named_parameters()}
+    found = {their_names[id(p)]: theirs.state[p] for group in theirs.param_groups
              for p in group["params"] if theirs.state.get(p)}
-    names = {id(p): name for name, p in model.named_parameters()}
+    our_names = {id(p): name for name, p in model.named_parameters()}
     state, index = {}, 0
     for group in ours.param_groups:
         for p in group["params"]:
-            if names[id(p)] in found:
-                state[index] = found[names[id(p)]]
+            if our_names[id(p)] in found:
+                state[index] = found[our_names[id(p)]]
             index += 1
     groups = [dict(saved, params=now["params"]) for saved, now in
               zip(theirs.state_dict()["param_groups"], ours.state_dict()["param_groups"])]
     ours.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _finite(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Refuse (``CheckpointError``) a checkpoint whose tensors are not all finite."""
+    bad = non_finite(tensors)
+    if bad:
+        raise ckpt.CheckpointError(f"{len(bad)} of its tensors are not finite (first: "
+                                   f"{bad[0]}): it was saved after training diverged")
 
 
 def truncate_log(path: Path, step: int) -> None:
