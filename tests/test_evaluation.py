@@ -553,3 +553,34 @@ def test_glasses_examples_show_the_wearers_with_and_without_glasses_and_ff_from_
         glasses_examples(model, count=len(wearers) + 1)
     with pytest.raises(ValueError, match="count"):
         glasses_examples(model, count=0)
+
+
+def test_the_model_comparison_draws_every_model_on_the_same_targets_and_sources(checkpoint):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "compare_models.py"
+    spec = importlib.util.spec_from_file_location("bench_compare_models", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    test = SynthHeads("test", num_identities=20, num_videos_per_identity=1, frames_per_video=64,
+                      size=64, seed=0)
+    people = tool.chosen_people(20, 2, 1)
+    assert len(people) == 3
+    assert all(speaking_episode(test, i) is not None for i in people[:2])
+    assert test.attributes(people[2])["glasses"] > 0 and people[2] not in people[:2]
+    model = load_trained(checkpoint[0])
+    other = load_trained(checkpoint[0])
+    with torch.no_grad():  # a second model that draws other frames
+        for parameter in other.generator.parameters():
+            parameter.add_(0.05)
+    rows = tool.comparison_rows({"a": model, "b": other, "a again": model}, (0, 1))
+    assert list(rows) == ["truth", "a FF", "b FF", "a again FF", "nearest-landmark source"]
+    assert torch.equal(rows["a FF"], rows["a again FF"])  # same sources, same frames
+    assert not torch.equal(rows["a FF"], rows["b FF"])
+    alone = method_examples(model, (0, 1), modes=("ff",))
+    for name in ("truth", "nearest-landmark source"):
+        assert torch.equal(rows[name], alone[name])
+    big = TalkingHeadModel.build(cpu(), 1).eval()
+    with pytest.raises(ValueError, match="one size"):
+        tool.comparison_rows({"a": model, "big": big}, (0,))
