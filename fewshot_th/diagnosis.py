@@ -120,7 +120,10 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
     * ``d_real_above_shut``, ``d_gap``: how often the meta-learned D (with w0 + ê) scores the
       real frame above the same frame with the mouth shut under the open mouth's landmarks,
       and by how much on average;
-    * ``recall``: mouth-open recall (``attribute_recall``).
+    * ``recall``: mouth-open recall (``attribute_recall``);
+    * ``shut_recall``: the other way round, the same frames drawn from the shut mouth's
+      landmarks: is G's frame closer to the shut truth than to the open one? A model that
+      opens every mouth whatever the landmarks say scores 1 on ``recall`` and 0 here.
     """
     if not is_int(identities) or identities < 1:
         raise ValueError(f"identities must be a positive integer, got {identities!r}")
@@ -128,7 +131,8 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
     model.eval()
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
                       frames_per_video=FRAMES_PER_VIDEO, size=size, seed=seed)
-    tally = {name: [] for name in ("pixel_share", "error_share", "g_response", "recall")}
+    tally = {name: [] for name in ("pixel_share", "error_share", "g_response", "recall",
+                                   "shut_recall")}
     real, shut = [], []
     for identity in range(identities):
         episode = speaking_episode(test, identity, k)
@@ -145,17 +149,19 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
                                          / (truth - counterfactual).abs().mean(dim=1)[mouth]
                                          .mean()))
         tally["recall"].append(attribute_recall(opened, truth, counterfactual))
+        tally["shut_recall"].append(attribute_recall(closed, counterfactual, truth))
         real.append(discriminator_scores(model, truth, episode["points"], person.e_hat))
         shut.append(discriminator_scores(model, counterfactual, episode["points"],
                                          person.e_hat))
     if not real:
         raise ValueError(f"none of the {identities} test people speaks with the mouth open "
                          f"at least {SPEAKING}: use more identities")
-    recall = torch.cat(tally.pop("recall"))
+    recalls = {name: torch.cat(tally.pop(name)) for name in ("recall", "shut_recall")}
     real, shut = torch.cat(real), torch.cat(shut)
     return {"frames": len(real), **{name: float(np.mean(v)) for name, v in tally.items()},
             "d_real_above_shut": float((real > shut).float().mean()),
-            "d_gap": float((real - shut).mean()), "recall": float(recall[~recall.isnan()].mean())}
+            "d_gap": float((real - shut).mean()),
+            **{name: float(r[~r.isnan()].mean()) for name, r in recalls.items()}}
 
 
 def glasses_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int = 4) -> dict:

@@ -420,7 +420,7 @@ def test_the_shipped_models_attribute_recall_is_what_its_stored_evaluation_says(
         assert now[metric] == pytest.approx(expected[metric], rel=1e-4), metric
 
 
-@pytest.mark.parametrize("draws", ["truth", "shut mouth"])
+@pytest.mark.parametrize("draws", ["truth", "shut mouth", "open mouth always"])
 def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_not(
         checkpoint, monkeypatch, draws):
     model = load_trained(checkpoint[0])
@@ -435,9 +435,9 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
         def render(self, landmarks):
             for e in episodes:
                 if torch.equal(landmarks, e["points"]):
-                    return e["truth"] if draws == "truth" else e["shut"]
+                    return e["shut"] if draws == "shut mouth" else e["truth"]
                 if torch.equal(landmarks, e["shut_points"]):
-                    return e["shut"]
+                    return e["truth"] if draws == "open mouth always" else e["shut"]
             raise AssertionError("landmarks of no speaking target")
 
     monkeypatch.setattr(diagnosis, "few_shot", lambda *args, **kwargs: StandIn())
@@ -446,10 +446,14 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
     assert 0 < result["pixel_share"] < 0.2
     if draws == "truth":
         assert result["recall"] == 1 and result["g_response"] == pytest.approx(1)
-        assert result["error_share"] == 0
+        assert result["error_share"] == 0 and result["shut_recall"] == 1
+    elif draws == "open mouth always":  # recall alone would call this a model that talks
+        assert result["recall"] == 1 and result["g_response"] == 0
+        assert result["shut_recall"] == 0
     else:
         assert result["recall"] == 0 and result["g_response"] == 0
         assert result["error_share"] > 0.85  # nearly all the error is on the mouth
+        assert result["shut_recall"] == 1
     with pytest.raises(ValueError, match="identities"):
         mouth_diagnosis(model, identities=0)
     with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
