@@ -1,9 +1,24 @@
 """Fixtures the test files share."""
 
+import importlib.util
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+
+@pytest.fixture
+def bench_module():
+    """``bench_module(name)`` imports ``bench/NAME.py`` (the benchmarks are scripts, not a
+    package) and returns the module."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 @pytest.fixture

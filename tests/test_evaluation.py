@@ -559,14 +559,9 @@ def test_glasses_examples_show_the_wearers_with_and_without_glasses_and_ff_from_
         glasses_examples(model, count=0)
 
 
-def test_the_model_comparison_draws_every_model_on_the_same_targets_and_sources(checkpoint):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "compare_models.py"
-    spec = importlib.util.spec_from_file_location("bench_compare_models", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_the_model_comparison_draws_every_model_on_the_same_targets_and_sources(checkpoint,
+                                                                               bench_module):
+    tool = bench_module("compare_models")
     test = SynthHeads("test", num_identities=20, num_videos_per_identity=1, frames_per_video=64,
                       size=64, seed=0)
     people = tool.chosen_people(20, 2, 1)

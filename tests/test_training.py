@@ -1,9 +1,7 @@
-import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -168,16 +166,8 @@ def test_resume_continues_exactly(videos, tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
 
 
-def _bench_module(name: str):
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(videos):
-    tool = _bench_module("d_margin_parts")  # bench/: where a trained D's margin lives
+def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(videos, bench_module):
+    tool = bench_module("d_margin_parts")  # bench/: where a trained D's margin lives
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), num_videos=len(videos)).eval()
     with torch.no_grad():
@@ -197,8 +187,8 @@ def test_d_margin_parts_split_the_score_difference_into_its_w_and_w0_parts(video
     assert parts["‖v(x) - v(x̂)‖"] > 0  # an untrained G does not redraw the frame
 
 
-def test_hinge_curves_average_windows_and_count_a_resumed_step_once(tmp_path):
-    tool = _bench_module("hinge_curves")
+def test_hinge_curves_average_windows_and_count_a_resumed_step_once(tmp_path, bench_module):
+    tool = bench_module("hinge_curves")
     lines = [{"step": s, "dsc": 2.0} for s in (1, 2, 3, 4)]  # a first leg to step 4
     lines += [{"step": s, "dsc": 1.0} for s in (3, 4, 5)]  # resumed from step 2's checkpoint
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
@@ -208,8 +198,8 @@ def test_hinge_curves_average_windows_and_count_a_resumed_step_once(tmp_path):
         tool.window_means(tmp_path / "metrics.jsonl", 2)
 
 
-def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path):
-    parts_tool = _bench_module("checkpoint_parts")  # bench/: a limit of the GPU set-up only
+def test_a_packed_checkpoint_travels_in_small_parts_and_resumes(videos, tmp_path, bench_module):
+    parts_tool = bench_module("checkpoint_parts")  # bench/: a limit of the GPU set-up only
     trainer = _trainer(videos, tmp_path / "a")
     trainer.run(2, progress=False)
     original = trainer.save()
@@ -312,7 +302,7 @@ def test_command_line_trains_and_resumes(tmp_path, cli):
 
 
 def test_command_line_scores_held_out_people_as_it_trains_without_changing_the_training(
-        tmp_path, cli):
+        tmp_path, cli, bench_module):
     command = ["train", "--profile", "tiny", "--identities", "2", "--frames", "4",
                "--sample-every", "0", "--checkpoint-every", "0"]
     scored = command + ["--out", str(tmp_path / "a"), "--eval-every", "1e-6",
@@ -327,7 +317,7 @@ def test_command_line_scores_held_out_people_as_it_trains_without_changing_the_t
     # a resumed run continues the log: no second line for step 1
     assert cli(scored + ["--steps", "2", "--resume"]).returncode == 0
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [0, 1, 2]
-    _bench_module("time_to_quality").main([str(tmp_path / "a")])  # the curves of the scores
+    bench_module("time_to_quality").main([str(tmp_path / "a")])  # the curves of the scores
     assert (tmp_path / "a" / "quality.png").stat().st_size > 0
     # the scores set the random state aside: the same weights as a run without them
     assert cli(command + ["--out", str(tmp_path / "b"), "--steps", "2"]).returncode == 0
@@ -634,7 +624,8 @@ def test_meta_step_and_fine_tuning_give_the_mouth_term_the_target_landmarks(vide
     assert len(ft.history) == 2 and not torch.equal(ft.psi, ft.psi_init)
 
 
-def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_shut_and_open():
+def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_shut_and_open(
+        bench_module):
     """A 'generator' that draws every speaking frame with the mouth shut lies at 0 between shut
     and open; one that draws the truth at 1; the landmark network finds the true mouths open
     wider than the shut ones."""
@@ -643,7 +634,7 @@ def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_
     from fewshot_th.data import SynthHeads
     from fewshot_th.diagnosis import speaking_episode
 
-    tool = _bench_module("why_mouth")
+    tool = bench_module("why_mouth")
     test = SynthHeads("test", num_identities=4, num_videos_per_identity=1, frames_per_video=64,
                       size=64, seed=0)
     people = [dict(e, e_hat=torch.zeros(4)) for i in range(4)
@@ -659,8 +650,8 @@ def test_why_mouth_reads_the_landmark_networks_opening_and_where_g_lies_between_
         assert found["true"] > found["shut"] + 1
 
 
-def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
-    tool = _bench_module("why_glasses")
+def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was(bench_module):
+    tool = bench_module("why_glasses")
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), 4).eval()
     episodes = tool.training_episodes(model.config.image_size, 12, seed=2)
@@ -712,8 +703,8 @@ def test_why_glasses_trains_e_and_g_or_e_alone_and_leaves_the_rest_as_it_was():
     assert rounded == {"a": [[0.1235]], "b": 1.0, "c": "x"}
 
 
-def test_why_glasses_oracle_writes_who_wears_glasses_into_e_hat_and_trains_g_alone():
-    tool = _bench_module("why_glasses")
+def test_why_glasses_oracle_writes_who_wears_glasses_into_e_hat_and_trains_g_alone(bench_module):
+    tool = bench_module("why_glasses")
     torch.manual_seed(0)
     model = TalkingHeadModel.build(tiny(), 4).eval()
     episodes = tool.training_episodes(model.config.image_size, 12, seed=2)
