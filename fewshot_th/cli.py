@@ -143,6 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from .evaluation import evaluate_few_shot
+    from .finetune import train_config_of
     from .pretrained import load_pretrained, load_trained
     from .report import write_report
 
@@ -153,6 +154,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"fewshot-th evaluate: {error}", file=sys.stderr)
         return 2
     model.to(args.device)
+    try:
+        ft_train = with_assignments(train_config_of(model), args.ft_set) if args.ft_set \
+            else None
+    except ValueError as error:
+        print(f"fewshot-th evaluate: --ft-set: {error}", file=sys.stderr)
+        return 2
     fid_network, fid_note = None, ""
     if args.fid:
         from .fid import FIDWeightsMissing, load_fid_inception
@@ -170,7 +177,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             videos = VideoFolder(args.data, "test", min_frames=2 * max(args.k))
             results = evaluate_video_folder(model, videos, tuple(args.k), tuple(args.modes),
                                             args.ft_steps, fid_network=fid_network,
-                                            progress=True)
+                                            progress=True, ft_train=ft_train)
         except (FileNotFoundError, ValueError) as error:
             print(f"fewshot-th evaluate: {error}", file=sys.stderr)
             return 2
@@ -179,13 +186,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         results = evaluate_few_shot(model, args.identities, seed=args.seed,
                                     k_values=tuple(args.k), modes=tuple(args.modes),
                                     ft_steps=args.ft_steps, progress=True,
-                                    fid_network=fid_network, targets=tuple(args.targets))
+                                    fid_network=fid_network, targets=tuple(args.targets),
+                                    ft_train=ft_train)
         people = f"{args.identities} SynthHeads test identities"
     out = Path(args.out)
     print(write_report(out, results, args.checkpoint or f"shipped model {args.pretrained}",
                        people, real_videos=bool(args.data), fid_note=fid_note,
                        identities=None if args.data else args.identities, seed=args.seed,
-                       ft_steps=args.ft_steps))
+                       ft_steps=args.ft_steps, ft_set=args.ft_set))
     print(f"written: {out / 'table.md'}, {out / 'scores.json'}, {out / 'scores.png'}, "
           f"{out / 'gains.png'}")
     return 0
@@ -318,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="kinds of target frames (default: both)")
     evaluate.add_argument("--ft-steps", type=int, default=None,
                           help="fine-tuning steps (default: 40 passes over the K frames)")
+    evaluate.add_argument("--ft-set", action="append", default=[], metavar="NAME=VALUE",
+                          help="change a field of the fine-tuning recipe (default: the one the "
+                               "model was meta-learned with), e.g. lr_eg=5e-5 (repeatable)")
     evaluate.add_argument("--no-fid", dest="fid", action="store_false",
                           help="skip FID (it needs the FID Inception weights)")
     evaluate.add_argument("--fid-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
@@ -383,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--ft-steps must be >= 0")
         if args.seed < 0:
             parser.error(f"--seed must be at least 0, got {args.seed}")
+        if args.ft_set and "ft" not in args.modes:
+            parser.error("--ft-set changes the fine-tuning recipe: add ft to --modes")
         problem = _device_problem(args.device)
         if problem:
             parser.error(problem)

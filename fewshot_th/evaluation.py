@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import is_int, is_number
+from .config import TrainConfig
 from .data import COUNTERFACTUALS, SynthHeads, distant_poses
 from .fid import feature_statistics, frechet_distance, frechet_inception_distance
 from .finetune import few_shot, train_config_of
@@ -45,7 +46,7 @@ from .trainer import truncate_log
 
 __all__ = ["evaluate_feed_forward", "evaluate_few_shot", "copying_baselines", "COPYING_BASELINES",
            "discriminator_scores", "source_pose", "target_pose", "calm_and_distant",
-           "train_and_score", "FRAMES_PER_VIDEO", "NUM_TARGETS"]
+           "train_and_score", "fine_tuning_recipe", "FRAMES_PER_VIDEO", "NUM_TARGETS"]
 
 FRAMES_PER_VIDEO, NUM_TARGETS = 64, 8
 
@@ -141,7 +142,8 @@ def discriminator_scores(model, frames: torch.Tensor, points: torch.Tensor,
 def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                       k_values: tuple[int, ...] = (1, 8, 32), modes: tuple[str, ...] = ("ff",),
                       ft_steps: int | None = None, progress: bool = False,
-                      fid_network=None, targets: tuple[str, ...] = TARGET_KINDS) -> dict:
+                      fid_network=None, targets: tuple[str, ...] = TARGET_KINDS,
+                      ft_train=None) -> dict:
     """Few-shot scores on SynthHeads test identities (never seen in training).
 
     Two kinds of targets (``targets``):
@@ -196,8 +198,9 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                       frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
                       seed=seed)
     identity_net = _identity_net_for(model.config.image_size)
+    recipe = fine_tuning_recipe(model, ft_train)
     # L'_CNT once for every person (its feature networks are loaded once, not per person).
-    content = content_loss_from(train_config_of(model).content) if "ft" in modes else None
+    content = content_loss_from(recipe.content) if "ft" in modes else None
     methods = [mode.upper() for mode in modes] + list(COPYING_BASELINES)
     was_training = {name: net.training for name, net in model.networks().items()}
     model.eval()
@@ -229,8 +232,8 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
                     for mode in modes:
                         personal = few_shot(model, sources, source_points, mode=mode,
                                             steps=ft_steps if mode == "ft" else None,
-                                            content_loss=content, seed=identity,
-                                            progress=False)
+                                            train=recipe, content_loss=content,
+                                            seed=identity, progress=False)
                         outputs[mode.upper()] = personal.render(target["points"])
                         if mode == "ff":
                             d_real.append(discriminator_scores(model, target["frames"],
@@ -251,6 +254,17 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
 
 
 COPYING_BASELINES = ("mean of sources", "nearest-landmark source")
+
+
+def fine_tuning_recipe(model, ft_train=None) -> TrainConfig:
+    """The recipe fine-tuning uses: ``ft_train`` (a ``TrainConfig``) when given, else the one
+    ``model`` was meta-learned with (``train_config_of``)."""
+    if ft_train is None:
+        return train_config_of(model)
+    if not isinstance(ft_train, TrainConfig):
+        raise TypeError(f"ft_train must be a TrainConfig (e.g. "
+                        f"train_config_of(model).with_changes(lr_eg=5e-5)), got {ft_train!r}")
+    return ft_train
 
 
 def copying_baselines(sources: torch.Tensor, source_points: torch.Tensor,

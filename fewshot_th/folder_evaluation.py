@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import is_int
-from .evaluation import NUM_TARGETS, copying_baselines
+from .evaluation import NUM_TARGETS, copying_baselines, fine_tuning_recipe
 from .fid import frechet_inception_distance
-from .finetune import few_shot, train_config_of
+from .finetune import few_shot
 from .identity import csim
 from .losses import content_loss_from
 from .metrics import l1, ssim
@@ -36,13 +36,14 @@ def _halves(frames: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 def evaluate_video_folder(model, videos, k_values: tuple[int, ...] = (1, 8),
                           modes: tuple[str, ...] = ("ff",), ft_steps: int | None = None,
                           csim_backend: str | None = "dlib", fid_network=None,
-                          progress: bool = False) -> dict:
+                          progress: bool = False, ft_train=None) -> dict:
     """Scores of ``model`` on every video of ``videos`` (a ``VideoFolder``, usually its
     ``"test"`` part) as ``{"same-video": {K: {method: scores}}}``, the layout of
     ``evaluate_few_shot`` (``fewshot_th.tables.scores_table`` and ``k_gain_table`` take it):
     methods ``"FF"``/``"FT"`` as asked and the copying baselines; scores ``ssim``, ``l1``,
     ``ssim_by_identity`` (one value per video), ``csim`` (``csim_backend``; None leaves it
-    out) and ``fid`` (with ``fid_network``)."""
+    out) and ``fid`` (with ``fid_network``). ``ft_train``: FT's recipe (a ``TrainConfig``;
+    default the model's own)."""
     if not k_values or any(not is_int(k) or k < 1 for k in k_values):
         raise ValueError(f"K values must be positive integers, got {k_values!r}")
     if not modes or any(mode not in ("ff", "ft") for mode in modes):
@@ -54,7 +55,8 @@ def evaluate_video_folder(model, videos, k_values: tuple[int, ...] = (1, 8),
     if not usable:
         raise ValueError(f"no video has the {2 * max(k_values)} frames that K = "
                          f"{max(k_values)} sources and the targets need")
-    content = content_loss_from(train_config_of(model).content) if "ft" in modes else None
+    recipe = fine_tuning_recipe(model, ft_train)
+    content = content_loss_from(recipe.content) if "ft" in modes else None
     was_training = {name: net.training for name, net in model.networks().items()}
     model.eval()
     results = {}
@@ -71,7 +73,8 @@ def evaluate_video_folder(model, videos, k_values: tuple[int, ...] = (1, 8),
                 for mode in modes:
                     personal = few_shot(model, sources, source_points, mode=mode,
                                         steps=ft_steps if mode == "ft" else None,
-                                        content_loss=content, seed=index, progress=False)
+                                        train=recipe, content_loss=content, seed=index,
+                                        progress=False)
                     outputs[mode.upper()] = personal.render(points).cpu()
                 outputs.update(copying_baselines(sources, source_points, points)[0])
                 for name, frames in outputs.items():

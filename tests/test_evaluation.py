@@ -280,6 +280,53 @@ def test_the_attribute_table_has_a_row_per_method_and_k_and_dashes_where_nothing
         attribute_table(results, "pose-distant")
 
 
+def test_fine_tuning_uses_the_recipe_it_is_given_else_the_models(checkpoint, monkeypatch):
+    from fewshot_th.finetune import train_config_of
+
+    model = load_trained(checkpoint[0])
+    given = []
+    real_few_shot = evaluation.few_shot
+
+    def spy(*args, **kwargs):
+        if kwargs["mode"] == "ft":
+            given.append(kwargs["train"])
+        return real_few_shot(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "few_shot", spy)
+    slow = train_config_of(model).with_changes(lr_eg=1e-12, lr_d=1e-12)
+    frozen = evaluate_few_shot(model, identities=2, k_values=(1,), modes=("ff", "ft"),
+                               ft_steps=3, targets=("same-video",), ft_train=slow)
+    assert given == [slow, slow], "FT of each person with the recipe given"
+    given.clear()
+    evaluate_few_shot(model, identities=2, k_values=(1,), modes=("ft",), ft_steps=1,
+                      targets=("same-video",))
+    assert given == [train_config_of(model)] * 2
+    scores = frozen["same-video"][1]
+    # learning rates of 1e-12: the fine-tuned G is the meta-learned one (up to spectral norm's
+    # power iterations in its three training-mode passes)
+    assert scores["FT"]["ssim"] == pytest.approx(scores["FF"]["ssim"], abs=0.01)
+    with pytest.raises(TypeError, match="TrainConfig"):
+        evaluate_few_shot(model, identities=2, k_values=(1,), modes=("ft",),
+                          ft_train={"lr_eg": 5e-5})
+
+
+def test_command_line_changes_the_fine_tuning_recipe_or_says_why_not(checkpoint, tmp_path,
+                                                                      cli):
+    command = ["evaluate", "--checkpoint", checkpoint[0], "--identities", "2", "--k", "1",
+               "--targets", "same-video", "--ft-steps", "1", "--no-fid"]
+    done = cli(command + ["--out", tmp_path / "a", "--ft-set", "lr_eg=5e-5", "--ft-set",
+                          "lambda_fm=0"])
+    assert done.returncode == 0, done.stderr
+    stored = json.loads((tmp_path / "a" / "scores.json").read_text())
+    assert stored["ft_set"] == ["lr_eg=5e-5", "lambda_fm=0"] and "FT" in stored["scores"][
+        "same-video"]["1"]
+    unknown = cli(command + ["--out", tmp_path / "b", "--ft-set", "lr_g=5e-5"])
+    assert unknown.returncode == 2 and "no field 'lr_g'" in unknown.stderr
+    assert not (tmp_path / "b").exists()
+    no_ft = cli(command + ["--out", tmp_path / "c", "--modes", "ff", "--ft-set", "lr_eg=1"])
+    assert no_ft.returncode == 2 and "add ft to --modes" in no_ft.stderr
+
+
 def test_the_k_gain_table_pairs_the_people():
     scores = {1: [0.50, 0.60, 0.70], 8: [0.52, 0.61, 0.69]}  # gains +0.02, +0.01, -0.01
     results = {"pose-distant": {k: {"FF": {"ssim_by_identity": v, "detail_l1": 0.3 - k / 100},
