@@ -327,6 +327,50 @@ def test_command_line_changes_the_fine_tuning_recipe_or_says_why_not(checkpoint,
     assert no_ft.returncode == 2 and "add ft to --modes" in no_ft.stderr
 
 
+def test_ft_recipes_gives_psi_its_own_learning_rate_and_scores_each_recipe(checkpoint,
+                                                                          bench_module):
+    from fewshot_th.finetune import few_shot
+
+    recipes = bench_module("ft_recipes")
+    model = load_trained(checkpoint[0])
+    videos = SynthHeads("test", num_identities=1, num_videos_per_identity=1, frames_per_video=2,
+                        size=model.config.image_size)
+    frames, points = videos.get_frames(0, [0, 1])
+
+    def tuned(text):
+        train, psi = recipes.parse_recipe(model, text)
+        with recipes.psi_learning_rate(psi):
+            return few_shot(model, frames, points, "ft", steps=3, train=train, progress=False)
+
+    def moved(personal):
+        weights = dict(model.generator.named_parameters())
+        return (max((p - weights[n]).abs().max().item()
+                    for n, p in personal.generator.named_parameters() if not n.startswith("P.")),
+                (personal.psi - personal.psi_init).abs().max().item())
+
+    g_frozen, psi_frozen = moved(tuned("lr_eg=1e-12 lr_d=1e-12"))
+    g_still, psi_moves = moved(tuned("lr_eg=1e-12 lr_d=1e-12 psi=1e-2"))
+    assert g_frozen < 1e-8 and g_still < 1e-8, "G's weights keep lr_eg"
+    assert psi_frozen < 1e-8 < 1e-3 < psi_moves, "psi' alone learns at its own rate"
+    assert finetune_adam_is_torchs()  # the context manager puts Adam back
+    with pytest.raises(ValueError, match="no field"):
+        recipes.parse_recipe(model, "lr_g=1")
+    with pytest.raises(ValueError, match="psi"):
+        recipes.parse_recipe(model, "psi=2")
+    results = recipes.run(model, ["", "lr_eg=1e-12 lr_d=1e-12"], identities=2, k=1,
+                          progress=False)
+    assert list(results) == ["", "lr_eg=1e-12 lr_d=1e-12"]
+    lines = recipes.table(results).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| the model's own | ")
+
+
+def finetune_adam_is_torchs() -> bool:
+    from fewshot_th import finetune
+
+    return finetune.torch.optim.Adam is torch.optim.Adam and \
+        torch.optim.Adam.__module__ == "torch.optim.adam"
+
+
 def test_the_k_gain_table_pairs_the_people():
     scores = {1: [0.50, 0.60, 0.70], 8: [0.52, 0.61, 0.69]}  # gains +0.02, +0.01, -0.01
     results = {"pose-distant": {k: {"FF": {"ssim_by_identity": v, "detail_l1": 0.3 - k / 100},
