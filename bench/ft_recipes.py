@@ -10,6 +10,9 @@ learning rate of ψ' alone, G's weights keeping ``lr_eg`` (not the paper's metho
 and G share one rate; it asks whether the person's AdaIN parameters or G's weights carry
 what fine-tuning adds). Each recipe fine-tunes the first ``--identities`` SynthHeads test
 people at K = ``--k`` and is scored like ``fewshot-th evaluate`` (same-video targets).
+``--figure PNG`` draws the frames to put beside the table: for four test people who speak and
+two who wear glasses, the widest-open target, its truth, FF, FT with each recipe, and the
+nearest-landmark source (``fewshot_th.diagnosis.method_examples``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,18 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+import matplotlib
 
-from fewshot_th import finetune
-from fewshot_th.config import with_assignments
-from fewshot_th.evaluation import evaluate_few_shot
-from fewshot_th.finetune import train_config_of
-from fewshot_th.pretrained import load_pretrained, load_trained
+matplotlib.use("Agg")
+import torch  # noqa: E402
+
+from fewshot_th import finetune  # noqa: E402
+from fewshot_th.config import with_assignments  # noqa: E402
+from fewshot_th.diagnosis import method_examples  # noqa: E402
+from fewshot_th.evaluation import evaluate_few_shot  # noqa: E402
+from fewshot_th.finetune import train_config_of  # noqa: E402
+from fewshot_th.plot import show_methods  # noqa: E402
+from fewshot_th.pretrained import load_pretrained, load_trained  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
@@ -84,6 +92,24 @@ def run(model, recipes: list[str], identities: int, k: int, progress: bool = Tru
     return results
 
 
+def figure_rows(model, recipes: list[str], people: tuple[int, ...], k: int = 8) -> dict:
+    """``{row name: (len(people), 3, H, W)}``: the truth, FF, FT with each recipe, and the
+    nearest-landmark source, on the same targets and sources."""
+    rows = None
+    for text in recipes:
+        train, psi = parse_recipe(model, text)
+        torch.manual_seed(0)
+        with psi_learning_rate(psi):
+            examples = method_examples(model, people, k=k, modes=("ff", "ft") if rows is None
+                                       else ("ft",), ft_train=train)
+        if rows is None:
+            rows = {"truth": examples["truth"], "FF": examples["FF"]}
+            nearest = examples["nearest-landmark source"]
+        rows[f"FT {text or 'own recipe'}"] = examples["FT"]
+    rows["nearest-landmark source"] = nearest
+    return rows
+
+
 def table(results: dict) -> str:
     lines = ["| recipe | " + " | ".join(COLUMNS) + " | SSIM | SSIM on the person |",
              "|---" * (len(COLUMNS) + 3) + "|"]
@@ -107,9 +133,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="a .json file for the scores")
+    parser.add_argument("--figure", type=Path, help="a .png of the frames beside the table")
     args = parser.parse_args()
     if args.identities < 2 or not 1 <= args.k <= 32 or args.threads < 1:
         parser.error("--identities must be at least 2, --k between 1 and 32, --threads >= 1")
+    if args.figure is not None and args.figure.suffix != ".png":
+        parser.error(f"--figure must name a .png file, got {args.figure}")
     torch.set_num_threads(args.threads)
     try:
         model = load_trained(args.checkpoint) if args.checkpoint else \
@@ -121,6 +150,16 @@ def main() -> None:
     start = time.perf_counter()
     results = run(model, args.recipe, args.identities, args.k)
     print(table(results))
+    if args.figure is not None:
+        from compare_models import chosen_people
+
+        people = tuple(chosen_people(args.identities, 4, 2))
+        fig = show_methods(figure_rows(model, args.recipe, people, args.k),
+                           suptitle=f"test people {', '.join(map(str, people))}: K = {args.k}, "
+                                    "same-video, the widest-open target")
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.figure, dpi=70)
+        print(f"written: {args.figure}")
     report({"model": args.checkpoint or args.pretrained, "identities": args.identities,
             "k": args.k, "recipes": results}, start, args.out)
 

@@ -17,6 +17,7 @@ from .evaluation import (
     calm_and_distant,
     copying_baselines,
     discriminator_scores,
+    fine_tuning_recipe,
     source_pose,
     target_pose,
 )
@@ -34,10 +35,11 @@ __all__ = ["method_examples", "SPEAKING", "speaking_episode", "mouth_diagnosis",
 
 def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "same-video",
                     modes: tuple[str, ...] = ("ff", "ft"), seed: int = 0,
-                    num_identities: int = 20) -> dict[str, torch.Tensor]:
+                    num_identities: int = 20, ft_train=None) -> dict[str, torch.Tensor]:
     """The pictures to put beside a results table: for each test person in ``identities``,
     the target of ``kind`` where the mouth is open widest, drawn by every method of
-    ``evaluate_few_shot`` (same protocol, K sources drawn for each person). Returns
+    ``evaluate_few_shot`` (same protocol, K sources drawn for each person; FT with the recipe
+    ``ft_train``, default the model's own). Returns
     ``{"truth": (N, 3, H, W), "FF": ..., "FT": ..., "nearest-landmark source": ...,
     "mean of sources": ...}``, one frame per person in the order given."""
     if kind not in TARGET_KINDS:
@@ -50,6 +52,7 @@ def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "sam
                              or not 0 <= i < num_identities for i in identities):
         raise ValueError(f"identities must be test people from 0 to {num_identities - 1}, "
                          f"got {identities!r}")
+    recipe = fine_tuning_recipe(model, ft_train)
     test = SynthHeads("test", num_identities=num_identities, num_videos_per_identity=1,
                       frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
                       seed=seed)
@@ -66,7 +69,7 @@ def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "sam
         out["truth"].append(truth)
         for mode in modes:
             personal = few_shot(model, sources, source_points, mode=mode, seed=identity,
-                                progress=False)
+                                train=recipe, progress=False)
             out[mode.upper()].append(personal.render(points))
         for name, frames in copying_baselines(sources, source_points, points)[0].items():
             out[name].append(frames)

@@ -362,6 +362,13 @@ def test_ft_recipes_gives_psi_its_own_learning_rate_and_scores_each_recipe(check
     assert list(results) == ["", "lr_eg=1e-12 lr_d=1e-12"]
     lines = recipes.table(results).splitlines()
     assert len(lines) == 4 and lines[2].startswith("| the model's own | ")
+    rows = recipes.figure_rows(model, ["", "lr_eg=1e-12 lr_d=1e-12"], people=(0, 1), k=1)
+    assert list(rows) == ["truth", "FF", "FT own recipe", "FT lr_eg=1e-12 lr_d=1e-12",
+                          "nearest-landmark source"]
+    assert all(frames.shape == rows["truth"].shape == (2, 3, 32, 32) for frames in rows.values())
+    frozen = (rows["FT lr_eg=1e-12 lr_d=1e-12"] - rows["FF"]).abs().mean()
+    assert frozen < 0.2 * (rows["FT own recipe"] - rows["FF"]).abs().mean(), \
+        "the figure's FT rows are fine-tuned with their own recipes"
 
 
 def finetune_adam_is_torchs() -> bool:
