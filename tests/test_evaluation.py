@@ -171,7 +171,7 @@ def test_a_method_that_draws_the_exact_frames_scores_perfectly(monkeypatch):
             raise AssertionError("asked for frames that are not a target's")
 
     monkeypatch.setattr(evaluation, "few_shot", lambda model, frames, points, mode, steps,
-                        content_loss, seed, progress: Exact(seed))
+                        train, content_loss, seed, progress: Exact(seed))
     results = evaluate_few_shot(model, identities=3, k_values=(2,))
     for by_k in results.values():
         exact, copy = by_k[2]["FF"], by_k[2]["nearest-landmark source"]
