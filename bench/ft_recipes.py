@@ -45,7 +45,9 @@ COLUMNS = ("mouth open", "glasses", "hair", "skin", "lips", "streak", "earring",
 @contextlib.contextmanager
 def psi_learning_rate(lr: float | None):
     """Within it, fine-tuning's optimiser of G gives ψ' (the last of its parameters) the
-    learning rate ``lr``; ``None`` changes nothing. FT builds G's optimiser first, then D's."""
+    learning rate ``lr``; ``None`` changes nothing. It stands in for ``torch.optim.Adam`` in the
+    whole process while it lasts and relies on FT building G's optimiser first, then D's, so
+    run nothing else that makes an Adam optimiser inside it."""
     if lr is None:
         yield
         return

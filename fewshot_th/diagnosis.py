@@ -17,11 +17,10 @@ from .evaluation import (
     calm_and_distant,
     copying_baselines,
     discriminator_scores,
-    fine_tuning_recipe,
     source_pose,
     target_pose,
 )
-from .finetune import few_shot
+from .finetune import few_shot, fine_tuning_recipe
 from .identity import roc_auc
 from .landmarks import draw_landmarks
 from .metrics import (

@@ -26,10 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import is_int, is_number
-from .config import TrainConfig
 from .data import COUNTERFACTUALS, SynthHeads, distant_poses
 from .fid import feature_statistics, frechet_distance, frechet_inception_distance
-from .finetune import few_shot, train_config_of
+from .finetune import few_shot, fine_tuning_recipe
 from .identity import csim, load_identity_net
 from .landmarks import NUM_LANDMARKS, draw_landmarks
 from .losses import content_loss_from
@@ -46,7 +45,7 @@ from .trainer import truncate_log
 
 __all__ = ["evaluate_feed_forward", "evaluate_few_shot", "copying_baselines", "COPYING_BASELINES",
            "discriminator_scores", "source_pose", "target_pose", "calm_and_distant",
-           "train_and_score", "fine_tuning_recipe", "FRAMES_PER_VIDEO", "NUM_TARGETS"]
+           "train_and_score", "FRAMES_PER_VIDEO", "NUM_TARGETS"]
 
 FRAMES_PER_VIDEO, NUM_TARGETS = 64, 8
 
@@ -254,17 +253,6 @@ def evaluate_few_shot(model, identities: int = 20, seed: int = 0,
 
 
 COPYING_BASELINES = ("mean of sources", "nearest-landmark source")
-
-
-def fine_tuning_recipe(model, ft_train=None) -> TrainConfig:
-    """The recipe fine-tuning uses: ``ft_train`` (a ``TrainConfig``) when given, else the one
-    ``model`` was meta-learned with (``train_config_of``)."""
-    if ft_train is None:
-        return train_config_of(model)
-    if not isinstance(ft_train, TrainConfig):
-        raise TypeError(f"ft_train must be a TrainConfig (e.g. "
-                        f"train_config_of(model).with_changes(lr_eg=5e-5)), got {ft_train!r}")
-    return ft_train
 
 
 def copying_baselines(sources: torch.Tensor, source_points: torch.Tensor,

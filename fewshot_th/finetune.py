@@ -33,8 +33,8 @@ from .losses import adversarial_loss, content_loss_from, discriminator_hinge_los
 from .meta import TalkingHeadModel, TrainingDiverged
 from .nn.discriminator import real_and_fake
 
-__all__ = ["PersonalModel", "few_shot", "train_config_of", "default_steps", "spread_sources",
-           "few_shot_grid"]
+__all__ = ["PersonalModel", "few_shot", "train_config_of", "fine_tuning_recipe", "default_steps",
+           "spread_sources", "few_shot_grid"]
 
 FT_EPOCHS = 40  # passes over the K frames (re-implementations' choice, unverified for the paper)
 FT_BATCH = 8  # frames per fine-tuning step (all K when K < 8)
@@ -137,6 +137,17 @@ def train_config_of(model) -> TrainConfig:
     return training(like[0] if like else "cpu")
 
 
+def fine_tuning_recipe(model, train=None) -> TrainConfig:
+    """The recipe fine-tuning uses: ``train`` (a ``TrainConfig``) when given, else the one
+    ``model`` was meta-learned with (``train_config_of``)."""
+    if train is None:
+        return train_config_of(model)
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"the fine-tuning recipe must be a TrainConfig (e.g. "
+                        f"train_config_of(model).with_changes(lr_eg=5e-5)), got {train!r}")
+    return train
+
+
 def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = None, *,
              train: TrainConfig | None = None, content_loss=None, seed: int = 0,
              progress: bool = True) -> PersonalModel:
@@ -183,7 +194,7 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
     return _fine_tune(model, frames, images, torch.as_tensor(points, dtype=torch.float32,
                                                              device=device), e_hat[0], psi,
                       default_steps(len(frames)) if steps is None else steps,
-                      train or train_config_of(model), content_loss, seed, progress)
+                      fine_tuning_recipe(model, train), content_loss, seed, progress)
 
 
 def _fine_tune(model, frames, images, points, e_hat, psi, steps, train, content_loss, seed,

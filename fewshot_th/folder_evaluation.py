@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import is_int
-from .evaluation import NUM_TARGETS, copying_baselines, fine_tuning_recipe
+from .evaluation import NUM_TARGETS, copying_baselines
 from .fid import frechet_inception_distance
-from .finetune import few_shot
+from .finetune import few_shot, fine_tuning_recipe
 from .identity import csim
 from .losses import content_loss_from
 from .metrics import l1, ssim
