@@ -59,8 +59,23 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=20)
     parser.add_argument("--checkpoint", help="default: the run's newest checkpoint")
     parser.add_argument("--machine", help="where it was trained (default: this machine)")
+    parser.add_argument("--minutes-before", type=float, default=0.0,
+                        help="training minutes of the model the run started from "
+                             "(--start-from), which its quality.jsonl does not count")
+    parser.add_argument("--ft-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a change to the training recipe that fine-tuning makes by "
+                             "default (stored as the model's fine_tuning, repeatable), e.g. "
+                             "the paper's rates: --ft-set lr_eg=5e-5 --ft-set lr_d=2e-4")
     args = parser.parse_args()
     run = Path(args.run)
+    fine_tuning = {}
+    if args.ft_set:
+        from fewshot_th.config import TrainConfig, with_assignments
+
+        base = TrainConfig()
+        changed = with_assignments(base, args.ft_set)  # one clear error for a bad change
+        fine_tuning = {name.partition("=")[0]: getattr(changed, name.partition("=")[0])
+                       for name in args.ft_set}
     pretrained.ASSETS.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run)
     step = json.loads(checkpoint.with_suffix(".json").read_text())["step"]
@@ -80,8 +95,10 @@ def main() -> None:
             pace = before["minutes"] / max(before["step"], 1)
             minutes += pace * (step - before["step"])
     info = {"command": args.command, "machine": args.machine or machine(),
-            "training_minutes": round(minutes, 1),
+            "training_minutes": round(minutes + args.minutes_before, 1),
             "curve": curve(rows, pretrained.ASSETS / f"{args.name}-curve.png")}
+    if fine_tuning:
+        info["fine_tuning"] = fine_tuning
     pretrained.export_pretrained(checkpoint, args.name, info)
     torch.manual_seed(0)
     scores = evaluate_feed_forward(pretrained.load_pretrained(args.name), args.identities)

@@ -143,7 +143,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     from .evaluation import evaluate_few_shot
-    from .finetune import train_config_of
+    from .finetune import fine_tuning_recipe
     from .pretrained import load_pretrained, load_trained
     from .report import write_report
 
@@ -155,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     model.to(args.device)
     try:
-        ft_train = with_assignments(train_config_of(model), args.ft_set) if args.ft_set \
+        ft_train = with_assignments(fine_tuning_recipe(model), args.ft_set) if args.ft_set \
             else None
     except ValueError as error:
         print(f"fewshot-th evaluate: --ft-set: {error}", file=sys.stderr)

@@ -139,9 +139,11 @@ def train_config_of(model) -> TrainConfig:
 
 def fine_tuning_recipe(model, train=None) -> TrainConfig:
     """The recipe fine-tuning uses: ``train`` (a ``TrainConfig``) when given, else the one
-    ``model`` was meta-learned with (``train_config_of``)."""
+    ``model`` was meta-learned with (``train_config_of``), with the changes a shipped model
+    stores for fine-tuning (its ``info["fine_tuning"]``, e.g. the paper's learning rates)."""
     if train is None:
-        return train_config_of(model)
+        changes = getattr(model, "info", {}).get("fine_tuning") or {}
+        return train_config_of(model).with_changes(**changes)
     if not isinstance(train, TrainConfig):
         raise TypeError(f"the fine-tuning recipe must be a TrainConfig (e.g. "
                         f"train_config_of(model).with_changes(lr_eg=5e-5)), got {train!r}")
@@ -160,8 +162,9 @@ def few_shot(model, frames, landmarks, mode: str = "ff", steps: int | None = Non
         mode: ``"ff"`` (feed-forward) or ``"ft"`` (fine-tuning).
         steps: fine-tuning steps (FT only; default ``default_steps(K)``: 40 passes over the
             K frames).
-        train: learning rates, betas, λ_FM and content terms for FT (default: the recipe the
-            model was meta-learned with). ``content_loss``: L'_CNT (default: from ``train``).
+        train: learning rates, betas, λ_FM and content terms for FT (default:
+            ``fine_tuning_recipe(model)``, the recipe the model was meta-learned with and the
+            changes it stores for fine-tuning). ``content_loss``: L'_CNT (default: from ``train``).
         seed: the order in which FT draws the K frames.
     """
     if not isinstance(model, TalkingHeadModel):
