@@ -285,6 +285,7 @@ def few_shot_grid(model, videos, people, targets, k_values=(1, 8, 32), modes=("f
     key = {"model": _model_fingerprint(model), "videos": videos.description(),
            "people": people, "targets": targets.tolist(), "k_values": list(k_values),
            "modes": list(modes), "ft_steps": ft_steps,
+           "ft_recipe": fine_tuning_recipe(model).as_dict() if "ft" in modes else None,
            "device": str(next(model.generator.parameters()).device.type)}
     entry = ckpt.cache_entry("few-shot-grid", key)
     truth = {p: videos.get_frames(first_video[p], targets)[0] for p in people}

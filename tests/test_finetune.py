@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+import fewshot_th
 from fewshot_th.config import tiny, training
 from fewshot_th.data import SynthHeads
 from fewshot_th.finetune import default_steps, few_shot
@@ -100,6 +101,34 @@ def test_fine_tuning_uses_the_recipe_a_shipped_model_was_trained_with(model, per
     torch.testing.assert_close(ft.psi, ft.psi_init)  # G at lr 1e-12: ψ' barely moved
 
 
+def test_fine_tuning_makes_the_changes_a_shipped_model_stores_for_it(model, person):
+    from fewshot_th.finetune import fine_tuning_recipe, train_config_of
+
+    fast = {**training("tiny").as_dict(), "lr_eg": 1e-2, "lr_d": 1e-2,
+            "content": [["pixel", 1.0]], "betas": [0.5, 0.999]}
+    frames, points = person[0][:2], person[1][:2]
+    model.info = {"train_config": fast}
+    moved = few_shot(model, frames, points, mode="ft", steps=2, progress=False)
+    assert (moved.psi - moved.psi_init).abs().max() > 1e-3  # at 1e-2 ψ' moves
+    model.info = {"train_config": fast, "fine_tuning": {"lr_eg": 1e-12, "lr_d": 1e-9}}
+    recipe = fine_tuning_recipe(model)
+    assert (recipe.lr_eg, recipe.lr_d) == (1e-12, 1e-9)
+    assert recipe.with_changes(lr_eg=1e-2, lr_d=1e-2) == train_config_of(model)
+    kept = few_shot(model, frames, points, mode="ft", steps=2, progress=False)
+    torch.testing.assert_close(kept.psi, kept.psi_init)  # the stored 1e-12, not 1e-2
+    given = train_config_of(model)  # a recipe given outright wins over the stored changes
+    assert fine_tuning_recipe(model, given) is given
+
+
+def test_the_shipped_model_fine_tunes_at_the_papers_learning_rates():
+    from fewshot_th.finetune import fine_tuning_recipe, train_config_of
+
+    shipped = fewshot_th.load_pretrained("synthheads-cpu")
+    recipe = fine_tuning_recipe(shipped)
+    assert (recipe.lr_eg, recipe.lr_d) == (5e-5, 2e-4)  # the paper's Adam rates
+    assert train_config_of(shipped).lr_eg == 4e-4  # what it was meta-learned with
+
+
 def test_few_shot_grid_draws_every_k_and_mode_and_reuses_its_cache(model, tmp_path, monkeypatch):
     from fewshot_th import finetune
     from fewshot_th.finetune import few_shot_grid
@@ -126,6 +155,9 @@ def test_few_shot_grid_draws_every_k_and_mode_and_reuses_its_cache(model, tmp_pa
     assert all(torch.equal(again[2][key], grid[2][key]) for key in grid[2])
     with pytest.raises(AssertionError, match="computed again"):  # other steps: not cached
         few_shot_grid(model, videos, [2], targets, k_values=(1, 2), ft_steps=2, progress=False)
+    model.info = {**getattr(model, "info", {}), "fine_tuning": {"lr_eg": 1e-5}}
+    with pytest.raises(AssertionError, match="computed again"):  # another FT recipe: not cached
+        few_shot_grid(model, videos, [2], targets, k_values=(1, 2), ft_steps=1, progress=False)
     with pytest.raises(ValueError, match="k_values"):
         few_shot_grid(model, videos, [2], targets, k_values=(0,))
     with pytest.raises(ValueError, match="modes"):

@@ -78,20 +78,27 @@ def test_the_shipped_model_loads_in_eval_mode_and_keeps_unseen_identities():
 
 
 def test_the_readme_gives_the_recipe_the_shipped_model_was_trained_with():
-    """The README's flags for the shipped model, applied to today's cpu profile, give the
-    model and training configuration stored with it."""
+    """The README's flags for the shipped model's last leg, applied to today's cpu profile,
+    give the model and training configuration stored with it."""
     import re
     from pathlib import Path
 
+    from fewshot_th.cli import content_terms
     from fewshot_th.config import ModelConfig, TrainConfig, training, with_assignments
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    flags = re.search(r"its recipe is\s+`([^`]+)`", readme).group(1).split()
-    assert flags[:2] == ["--content", "pixel"] and "--steps" in flags
+    flags = re.search(r"last leg's recipe, the one stored with it\s+and fine-tuning starts "
+                      r"from, is\s+`([^`]+)`", readme).group(1).split()
+    assert flags[0] == "--content"
+    terms = flags[1:flags.index("--set")]
     info = fewshot_th.load_pretrained("synthheads-cpu").info
     sets = [flags[i + 1] for i, f in enumerate(flags) if f == "--set"]
     models = [flags[i + 1] for i, f in enumerate(flags) if f == "--model"]
-    train = with_assignments(training("cpu"), sets).with_changes(content=(("pixel", 10.0),))
+    profile = training("cpu")
+    train = with_assignments(profile, sets).with_changes(
+        content=content_terms(terms, profile.content))
     assert train == TrainConfig.from_dict(info["train_config"])
     assert with_assignments(cpu(), models) == ModelConfig.from_dict(info["model_config"])
-    assert int(flags[flags.index("--steps") + 1]) == info["step"]
+    # every leg is in the stored command, the last one ending at the shipped step
+    assert info["command"].count("fewshot-th train") >= 2 and f"{info['step']:,}" in \
+        info["command"]
