@@ -58,8 +58,8 @@ def test_the_shipped_model_loads_in_eval_mode_and_keeps_unseen_identities():
     files = [pretrained.ASSETS / f"synthheads-cpu.{ext}" for ext in ("safetensors", "json")]
     assert sum(f.stat().st_size for f in files) <= 25 * 2**20
     model = fewshot_th.load_pretrained("synthheads-cpu")
-    # the cpu profile's networks, from before the discriminator fixes became the default
-    assert model.config == cpu().with_changes(zero_bias_init=False)
+    # the cpu profile's networks (both discriminator fixes), with E's weighted pooling
+    assert model.config == cpu().with_changes(embedder_pooling="weighted")
     for net in (model.embedder, model.generator, model.discriminator):
         assert not net.training
     info = model.info
