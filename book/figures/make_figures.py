@@ -156,7 +156,7 @@ def recall_curve_figure(path: Path) -> None:
     def model(r, kind="same-video"):
         return r["scores"][kind]["8"]["model"]
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     left = {"mouth open, same-video": lambda r: model(r)["recall"]["mouth open"],
             "mouth open, pose-distant":
                 lambda r: model(r, "pose-distant")["recall"]["mouth open"],
@@ -175,10 +175,10 @@ def recall_curve_figure(path: Path) -> None:
                             (FIRST_MODEL_MINUTES + 230.3, "weighted pooling,\neyes term")):
             ax.axvline(start, color="k", lw=0.5)
             ax.text(start + 4, 0.03, text, fontsize=7)
-        ax.set_xlabel("minutes of training on 2 CPU cores (the first 50: the first model)")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=7.5, loc="center right")
-    axes[0].set_ylabel("recall (FF, K = 8, same-video\nunless named; 20 held-out people)")
+        ax.set_ylabel("recall (FF, K = 8, same-video\nunless named; 20 held-out people)")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes[1].set_xlabel("minutes of training on 2 CPU cores (the first 50: the first model)")
     axes[0].set_title("the mouth, the glasses and D (dotted: the goals, 0.9 and 0.8)", fontsize=9)
     axes[1].set_title("colours and one-sided details (dotted: the goal, 0.95)", fontsize=9)
     fig.tight_layout()
