@@ -81,9 +81,14 @@ def blind_model():
         files = {}
         for suffix in ("json", "safetensors"):
             files[suffix] = Path(tmp) / f"blind.{suffix}"
-            files[suffix].write_bytes(subprocess.run(
+            shown = subprocess.run(
                 ["git", "show", f"{BLIND_COMMIT}:fewshot_th/assets/synthheads-cpu.{suffix}"],
-                cwd=root, check=True, capture_output=True).stdout)
+                cwd=root, capture_output=True)
+            if shown.returncode != 0:
+                raise SystemExit(f"the first shipped model lives in the repository's history "
+                                 f"(commit {BLIND_COMMIT}), which this checkout lacks: "
+                                 "git fetch --unshallow, or a full git clone")
+            files[suffix].write_bytes(shown.stdout)
         info = json.loads(files["json"].read_text())
         model = _model_from(load_file(str(files["safetensors"])),
                             ModelConfig.from_dict(info["model_config"]))
