@@ -112,6 +112,22 @@ def blind_d_figure(path: Path) -> None:
     plt.close(fig)
 
 
+def shipped_faces_figure(path: Path) -> None:
+    """The README's picture of the shipped model: held-out people at the target where each
+    opens the mouth widest (K = 8, same-video), the truth, FF, FT and the nearest copy."""
+    from fewshot_th.diagnosis import method_examples
+    from fewshot_th.plot import show_methods
+    from fewshot_th.pretrained import load_pretrained
+
+    examples = method_examples(load_pretrained("synthheads-cpu"), identities=(0, 1, 2, 3, 7, 14),
+                               k=8, kind="same-video", modes=("ff", "ft"))
+    del examples["mean of sources"]
+    fig = show_methods(examples, size=1.7, suptitle="The shipped model on people it never "
+                       "saw, K = 8: truth, feed-forward, fine-tuned, nearest source frame")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def hinge_figure(path: Path) -> None:
     """D's hinge loss over training: the first shipped model's run (D blind; its stored
     curve), the warm starts of bench/RESULTS.md that made D learn (bench/hinge_curves.py's
@@ -218,6 +234,8 @@ if __name__ == "__main__":
     blind_d_figure(HERE / "blind_d.png")
     hinge_figure(HERE / "hinge.png")
     recall_curve_figure(HERE / "recall_curve.png")
+    shipped_faces_figure(HERE / "shipped_faces.png")
     print("wrote", ", ".join(str(HERE / name) for name in
                              ("method.png", "synthheads.png", "time_to_quality.png",
-                              "blind_d.png", "hinge.png", "recall_curve.png")))
+                              "blind_d.png", "hinge.png", "recall_curve.png",
+                              "shipped_faces.png")))
