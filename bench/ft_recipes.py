@@ -4,8 +4,10 @@ glasses and which loses the open mouth.
     python bench/ft_recipes.py --checkpoint RUN/step-00016483.json --out OUT.json \\
         --recipe "" --recipe "lr_eg=5e-5 lr_d=2e-4" --recipe "lr_eg=5e-5 lr_d=2e-4 psi=4e-4"
 
-A recipe is a list of NAME=VALUE changes of the model's own recipe (``TrainConfig`` fields,
-as ``fewshot-th evaluate --ft-set`` takes them; "" keeps it), and optionally ``psi=LR``: the
+A recipe is a list of NAME=VALUE changes of the model's own recipe, the one it was
+meta-learned with (``train_config_of``; the changes a shipped model stores for fine-tuning,
+``fine_tuning_recipe``, are not applied: give them as a recipe) (``TrainConfig`` fields, as
+``fewshot-th evaluate --ft-set`` takes them; "" keeps it), and optionally ``psi=LR``: the
 learning rate of ψ' alone, G's weights keeping ``lr_eg`` (not the paper's method, where ψ'
 and G share one rate; it asks whether the person's AdaIN parameters or G's weights carry
 what fine-tuning adds). Each recipe fine-tunes the first ``--identities`` SynthHeads test
