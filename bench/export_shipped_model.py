@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 from fewshot_th import pretrained  # noqa: E402
 from fewshot_th.checkpoint import latest_checkpoint  # noqa: E402
+from fewshot_th.config import TrainConfig, with_assignments  # noqa: E402
 from fewshot_th.evaluation import evaluate_feed_forward  # noqa: E402
 
 from common import machine  # noqa: E402
@@ -68,14 +69,12 @@ def main() -> None:
                              "the paper's rates: --ft-set lr_eg=5e-5 --ft-set lr_d=2e-4")
     args = parser.parse_args()
     run = Path(args.run)
-    fine_tuning = {}
-    if args.ft_set:
-        from fewshot_th.config import TrainConfig, with_assignments
-
-        base = TrainConfig()
-        changed = with_assignments(base, args.ft_set)  # one clear error for a bad change
-        fine_tuning = {name.partition("=")[0]: getattr(changed, name.partition("=")[0])
-                       for name in args.ft_set}
+    names = [pair.partition("=")[0] for pair in args.ft_set]
+    try:  # parsed and checked as fewshot-th evaluate --ft-set does
+        changed = with_assignments(TrainConfig(), args.ft_set)
+    except ValueError as error:
+        parser.error(f"--ft-set: {error}")
+    fine_tuning = {name: getattr(changed, name) for name in names}
     pretrained.ASSETS.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run)
     step = json.loads(checkpoint.with_suffix(".json").read_text())["step"]

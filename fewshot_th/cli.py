@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="fine-tuning steps (default: 40 passes over the K frames)")
     evaluate.add_argument("--ft-set", action="append", default=[], metavar="NAME=VALUE",
                           help="change a field of the fine-tuning recipe (default: the one the "
-                               "model was meta-learned with), e.g. lr_eg=5e-5 (repeatable)")
+                               "model was meta-learned with and the changes it stores for "
+                               "fine-tuning), e.g. lr_eg=5e-5 (repeatable)")
     evaluate.add_argument("--no-fid", dest="fid", action="store_false",
                           help="skip FID (it needs the FID Inception weights)")
     evaluate.add_argument("--fid-weights", help="path of pt_inception-2015-12-05-6726825d.pth")

@@ -38,7 +38,7 @@ def method_examples(model, identities=(0, 1, 2, 3), k: int = 8, kind: str = "sam
     """The pictures to put beside a results table: for each test person in ``identities``,
     the target of ``kind`` where the mouth is open widest, drawn by every method of
     ``evaluate_few_shot`` (same protocol, K sources drawn for each person; FT with the recipe
-    ``ft_train``, default the model's own). Returns
+    ``ft_train``, default ``fine_tuning_recipe(model)``). Returns
     ``{"truth": (N, 3, H, W), "FF": ..., "FT": ..., "nearest-landmark source": ...,
     "mean of sources": ...}``, one frame per person in the order given."""
     if kind not in TARGET_KINDS:

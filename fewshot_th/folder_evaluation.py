@@ -43,7 +43,7 @@ def evaluate_video_folder(model, videos, k_values: tuple[int, ...] = (1, 8),
     methods ``"FF"``/``"FT"`` as asked and the copying baselines; scores ``ssim``, ``l1``,
     ``ssim_by_identity`` (one value per video), ``csim`` (``csim_backend``; None leaves it
     out) and ``fid`` (with ``fid_network``). ``ft_train``: FT's recipe (a ``TrainConfig``;
-    default the model's own)."""
+    default ``fine_tuning_recipe(model)``)."""
     if not k_values or any(not is_int(k) or k < 1 for k in k_values):
         raise ValueError(f"K values must be positive integers, got {k_values!r}")
     if not modes or any(mode not in ("ff", "ft") for mode in modes):

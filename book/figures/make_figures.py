@@ -155,12 +155,13 @@ def hinge_figure(path: Path) -> None:
     plt.close(fig)
 
 
-# The shipped model's lineage after its first 50 minutes: (jsonl, first step, last step).
-LINEAGE = (("cpu-1core-warm-start-score-0.1-d2-fm1", 0, 2115),
-           ("cpu-1core-working-d-lr-4e-4", 2116, 3801),
-           ("cpu-1core-working-d-mouth-90", 3802, 5841),
-           ("cpu-1core-working-d-mouth-90-fm-10", 5842, 7500),
-           ("cpu-2cores-working-d-weighted-eyes", 7500, 10 ** 9))
+# The shipped model's lineage after its first 50 minutes: (jsonl, first step, last step, what
+# the leg began, if the figure marks it).
+LINEAGE = (("cpu-1core-warm-start-score-0.1-d2-fm1", 0, 2115, "D learns"),
+           ("cpu-1core-working-d-lr-4e-4", 2116, 3801, None),
+           ("cpu-1core-working-d-mouth-90", 3802, 5841, "mouth term"),
+           ("cpu-1core-working-d-mouth-90-fm-10", 5842, 7500, None),
+           ("cpu-2cores-working-d-weighted-eyes", 7500, 10 ** 9, "weighted pooling,\neyes term"))
 FIRST_MODEL_MINUTES = 50.0
 
 
@@ -168,9 +169,12 @@ def recall_curve_figure(path: Path) -> None:
     """Attribute recall (FF, K = 8, 20 held-out people) against minutes of training, along
     the legs that made the shipped model (their quality.jsonl scores in bench/data): the
     warm starts count their minutes from the first model's 50."""
-    rows = []
-    for name, first, last in LINEAGE:
-        rows += [r for r in _rows(RUNS / f"{name}.jsonl") if first <= r["step"] <= last]
+    rows, starts = [], []
+    for name, first, last, began in LINEAGE:
+        leg = _rows(RUNS / f"{name}.jsonl")
+        rows += [r for r in leg if first <= r["step"] <= last]
+        if began:
+            starts.append((FIRST_MODEL_MINUTES + leg[0]["minutes"], began))
     rows = sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])
     minutes = [FIRST_MODEL_MINUTES + r["minutes"] for r in rows]
 
@@ -191,9 +195,7 @@ def recall_curve_figure(path: Path) -> None:
                     color=f"C{i}", label=label)
         for target in targets:
             ax.axhline(target, color="grey", lw=0.7, ls=":")
-        for start, text in ((FIRST_MODEL_MINUTES, "D learns"),
-                            (FIRST_MODEL_MINUTES + 110.8, "mouth term"),
-                            (FIRST_MODEL_MINUTES + 230.3, "weighted pooling,\neyes term")):
+        for start, text in starts:
             ax.axvline(start, color="k", lw=0.5)
             ax.text(start + 4, 0.03, text, fontsize=7)
         ax.set_ylim(0, 1.02)
