@@ -23,12 +23,14 @@ from .evaluation import (
 from .finetune import few_shot, fine_tuning_recipe
 from .identity import roc_auc
 from .landmarks import draw_landmarks
+from .losses import MOUTH_LANDMARKS, inner_lip_gap
 from .metrics import (
     attribute_recall,
 )
 from .tables import TARGET_KINDS
 
 __all__ = ["method_examples", "SPEAKING", "speaking_episode", "mouth_diagnosis",
+           "MOUTH_GAP_EDGES", "mouth_recall_by_opening",
            "glasses_episode", "glasses_diagnosis", "glasses_examples", "embedding_detail_gap"]
 
 
@@ -164,6 +166,114 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
             "d_real_above_shut": float((real > shut).float().mean()),
             "d_gap": float((real - shut).mean()),
             **{name: float(r[~r.isnan()].mean()) for name, r in recalls.items()}}
+
+
+
+MOUTH_GAP_EDGES = (1.0, 1.5, 2.0, 3.0)  # inner-lip gaps (px at 64 px) between the bins
+
+
+def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int = 8,
+                            kind: str = "same-video",
+                            edges: tuple[float, ...] = MOUTH_GAP_EDGES) -> dict:
+    """Which open mouths does feed-forward draw? Mouth-open recall against how far apart the
+    target's inner lips are.
+
+    The frames are exactly those of ``evaluate_few_shot(model, identities, seed,
+    k_values=(k,), modes=("ff",), targets=(kind,))`` (same sources, targets and FF frames), so
+    the overall ``recall`` is its ``recall["mouth open"]``. A target counts where it differs
+    from the same frame with the mouth shut (``SynthHeads.counterfactual``) on at least
+    ``attribute_recall``'s 4 pixels. ``edges`` are inner-lip gaps
+    (``losses.inner_lip_gap``) in pixels of a 64 px frame, scaled to the model's size.
+    Returns
+
+    * ``gap``, ``hit``, ``position``, ``landmark_change``, ``identity``: one entry per
+      counted target: the gap in pixels of a 64 px frame, 1 where FF's frame is closer to the
+      open mouth than to the shut one, where FF's frame lies on the mouth pixels between shut
+      (0) and open (1), how much the landmark image (G's input) changes when the mouth shuts
+      (the sum over its pixels of the largest change of a channel; scaled to a 64 px frame),
+      and the person;
+    * ``bins``: for each gap range, ``low``, ``high`` (``None`` for the last, open range),
+      ``frames``, ``recall`` and the medians of ``position`` and ``landmark_change``
+      (``None`` where no frame falls in it);
+    * ``recall``, ``frames``: over every counted target;
+    * ``examples``: for each bin with frames, its frame nearest the bin's median gap, cropped
+      around the mouth: ``{"truth", "mouth shut", "FF", "landmarks", "landmarks shut"}``
+      each ``(B, 3, h, w)``, with ``example_gaps`` and ``example_hits``.
+    """
+    if not is_int(identities) or identities < 2:
+        raise ValueError(f"identities must be an integer of at least 2, got {identities!r}")
+    if not is_int(k) or not 1 <= k <= FRAMES_PER_VIDEO // 2:
+        raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"kind must be one of {TARGET_KINDS}, got {kind!r}")
+    edges = tuple(edges)
+    if not edges or any(not np.isfinite(e) or e <= 0 for e in edges) \
+            or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be increasing positive gaps in pixels, got {edges!r}")
+    size = model.config.image_size
+    scale = size / 64
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=size, seed=seed)
+    rng = np.random.default_rng([seed, TARGET_KINDS.index(kind)])  # as evaluate_few_shot's
+    model.eval()
+    columns = {name: [] for name in ("gap", "hit", "position", "landmark_change", "identity")}
+    frames = {name: [] for name in ("truth", "mouth shut", "FF", "landmarks", "landmarks shut",
+                                    "points")}
+    for identity in range(identities):
+        pose = target_pose(test, identity, kind)
+        truth, points = test.render(identity, pose, True)
+        shut = test.counterfactual(identity, pose, "mouth open")
+        drawings = draw_landmarks(points, size)
+        shut_drawings = draw_landmarks(test.landmarks(identity, replace(pose, mouth=0.0)), size)
+        sources, source_points = test.render(identity, source_pose(test, identity, kind, k,
+                                                                    rng), True)
+        drawn = few_shot(model, sources, source_points, mode="ff", seed=identity,
+                         progress=False).render(points)
+        hit = attribute_recall(drawn, truth, shut)
+        change = truth - shut
+        region = (change.abs().amax(dim=1, keepdim=True) > 0.03).float()
+        position = ((drawn - shut) * change * region).flatten(1).sum(1) \
+            / (change * change * region).flatten(1).sum(1).clamp_min(1e-12)
+        counted = ~hit.isnan()
+        columns["gap"].append(inner_lip_gap(points)[counted] / scale)
+        columns["hit"].append(hit[counted])
+        columns["position"].append(position[counted])
+        columns["landmark_change"].append((drawings - shut_drawings).abs().amax(dim=1)
+                                          .flatten(1).sum(1)[counted] / scale ** 2)
+        columns["identity"].append(torch.full((int(counted.sum()),), identity))
+        for name, value in (("truth", truth), ("mouth shut", shut), ("FF", drawn),
+                            ("landmarks", drawings), ("landmarks shut", shut_drawings),
+                            ("points", points)):
+            frames[name].append(value[counted])
+    columns = {name: torch.cat(value) for name, value in columns.items()}
+    frames = {name: torch.cat(value) for name, value in frames.items()}
+    if len(columns["hit"]) == 0:
+        raise ValueError(f"no {kind} target of the {identities} test people opens the mouth: "
+                         "use more identities")
+    bounds = (0.0, *edges, float("inf"))
+    bins, chosen = [], []
+    for low, high in zip(bounds, bounds[1:]):
+        inside = (columns["gap"] >= low) & (columns["gap"] < high)
+        count = int(inside.sum())
+        bins.append({"low": low, "high": high if np.isfinite(high) else None, "frames": count,
+                     "recall": float(columns["hit"][inside].mean()) if count else None,
+                     **{name: float(columns[name][inside].median()) if count else None
+                        for name in ("position", "landmark_change")}})
+        if count:
+            gaps = columns["gap"].masked_fill(~inside, float("inf"))
+            chosen.append(int((gaps - columns["gap"][inside].median()).abs().argmin()))
+    chosen = torch.tensor(chosen)
+    crop = int(round(24 * scale))
+    centres = frames["points"][chosen][:, MOUTH_LANDMARKS].mean(dim=1)
+    corners = (centres - crop / 2).round().long().clamp(0, size - crop)
+    examples = {name: torch.stack([frames[name][i, :, y:y + crop, x:x + crop]
+                                   for i, (x, y) in zip(chosen.tolist(), corners.tolist())])
+                for name in ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")}
+    return {**{name: value.tolist() for name, value in columns.items()},
+            "bins": bins, "recall": float(columns["hit"].mean()),
+            "frames": len(columns["hit"]), "examples": examples,
+            "example_gaps": columns["gap"][chosen].tolist(),
+            "example_hits": columns["hit"][chosen].tolist()}
 
 
 def glasses_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int = 4) -> dict:

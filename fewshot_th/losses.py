@@ -41,7 +41,7 @@ from .identity import IdentityNet
 from .weights import cached_or_downloaded
 
 __all__ = ["VGG19Features", "VGGFaceFeatures", "SynthFaceFeatures", "SynthLandmarkFeatures",
-           "ContentLoss", "mouth_region", "eyes_region",
+           "ContentLoss", "mouth_region", "inner_lip_gap", "eyes_region",
            "FeatureWeightsMissing", "load_vgg19", "load_vggface", "load_synthface",
            "load_synthlandmarks",
            "CONTENT_TERMS", "SYNTHFACE_ASSET", "adversarial_loss", "feature_matching_loss",
@@ -329,6 +329,14 @@ def _check_points(points: torch.Tensor) -> torch.Tensor:
     return points.float()
 
 
+def inner_lip_gap(points: torch.Tensor) -> torch.Tensor:
+    """``(B, 68, 2)`` landmarks in pixels -> ``(B,)``: how far apart the inner lips are, in
+    pixels (the mean height of the lower inner lip's three middle points, 65-67, below the
+    upper one's, 61-63); about 0 for a shut mouth."""
+    points = _check_points(points)
+    return points[:, 65:68, 1].mean(dim=1) - points[:, 61:64, 1].mean(dim=1)
+
+
 def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
     """``(B, 68, 2)`` landmarks in pixels -> ``(B, 1, size, size)`` weights in [0, 1]: the box
     around the lips' and the chin's landmarks, one pixel wider, times how far the inner lips
@@ -339,8 +347,7 @@ def mouth_region(points: torch.Tensor, size: int) -> torch.Tensor:
     points = _check_points(points)
     box = points[:, MOUTH_LANDMARKS + CHIN_LANDMARKS]
     low, high = (box.amin(dim=1) - 1).floor(), (box.amax(dim=1) + 1).ceil()
-    gap = points[:, 65:68, 1].mean(dim=1) - points[:, 61:64, 1].mean(dim=1)
-    opening = (gap / (OPEN_AT * size)).clamp(0, 1)
+    opening = (inner_lip_gap(points) / (OPEN_AT * size)).clamp(0, 1)
     return (_boxes(low, high, size) * opening[:, None, None]).unsqueeze(1)
 
 

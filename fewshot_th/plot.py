@@ -16,7 +16,7 @@ from .landmarks import draw_landmarks
 __all__ = ["to_numpy_image", "overlay", "show_images", "animate", "method_diagram",
            "stage_shapes", "architecture", "scores_against_k", "gains_against_paper",
            "show_methods", "show_frame", "show_episode", "show_few_shot", "show_reenactment",
-           "show_video_folder_frame"]
+           "show_video_folder_frame", "show_mouth_by_opening"]
 
 
 def to_numpy_image(image) -> np.ndarray:
@@ -408,3 +408,52 @@ def show_video_folder_frame(videos, index: int = 0, frame: int = 0, size: float 
     return show_images([images[0], drawn[0], overlay(images, drawn)[0]],
                        ["crop", "landmarks", "both"], ncols=3, size=size,
                        suptitle=f"{entry['name']}: frame {source_frame} of the video")
+
+
+def show_mouth_by_opening(result: dict, title: str | None = None):
+    """``fewshot_th.diagnosis.mouth_recall_by_opening``'s answer as a figure: on the left the
+    mouth-open recall of each range of inner-lip gaps (bars, with the number of frames) and
+    where the generated frames lie between the shut (0) and the open mouth (1) (dots); on the
+    right each range's example, cropped around the mouth: the truth, the same frame with the
+    mouth shut, the generated frame, and the landmark images (G's input) of the open and the
+    shut mouth, titled with the gap and whether the generated frame counts as open. Returns
+    the figure."""
+    bins = [b for b in result.get("bins", ()) if b["frames"]]
+    examples = result.get("examples", {})
+    rows = ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")
+    if not bins or any(len(examples.get(name, ())) != len(bins) for name in rows):
+        raise ValueError("show_mouth_by_opening needs the result of mouth_recall_by_opening "
+                         "(bins with frames and one example of each)")
+    fig = plt.figure(figsize=(4.6 + 1.1 * len(bins), 5.2))
+    grid = fig.add_gridspec(len(rows), 1 + len(bins), width_ratios=[3.6] + [1] * len(bins))
+    ax = fig.add_subplot(grid[:, 0])
+    labels = [f">= {b['low']:g}" if b["high"] is None else f"{b['low']:g}-{b['high']:g}"
+              for b in bins]
+    x = np.arange(len(bins))
+    ax.bar(x, [b["recall"] for b in bins], color="tab:blue", alpha=0.7, label="recall")
+    ax.plot(x, [b["position"] for b in bins], "o", color="black",
+            label="median position (0 shut, 1 open)")
+    for i, b in enumerate(bins):
+        ax.text(i, 0.02, f"{b['frames']}", ha="center", va="bottom", fontsize=8, color="white")
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylim(0, 1.3)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("inner lips apart (px at 64 px); frames in the bars")
+    ax.set_ylabel("mouth-open recall")
+    ax.legend(fontsize=7, loc="upper center", ncol=2, handlelength=1.2, columnspacing=0.8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    for row, name in enumerate(rows):
+        for column in range(len(bins)):
+            cell = fig.add_subplot(grid[row, 1 + column])
+            cell.imshow(to_numpy_image(examples[name][column]), interpolation="nearest")
+            cell.set_xticks([])
+            cell.set_yticks([])
+            if column == 0:
+                cell.set_ylabel(name, fontsize=8)
+            if row == 0:
+                gap, hit = result["example_gaps"][column], result["example_hits"][column]
+                cell.set_title(f"{gap:.1f} px: {'open' if hit else 'shut'}", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -16,13 +16,14 @@ from fewshot_th.diagnosis import (
     glasses_examples,
     method_examples,
     mouth_diagnosis,
+    mouth_recall_by_opening,
     speaking_episode,
 )
 from fewshot_th.evaluation import copying_baselines, evaluate_feed_forward, evaluate_few_shot
 from fewshot_th.losses import ContentLoss
 from fewshot_th.meta import TalkingHeadModel
 from fewshot_th.metrics import l1, paired_gain, person_l1, ssim
-from fewshot_th.plot import gains_against_paper, scores_against_k
+from fewshot_th.plot import gains_against_paper, scores_against_k, show_mouth_by_opening
 from fewshot_th.pretrained import load_trained
 from fewshot_th.tables import (
     PAPER_TABLE1,
@@ -564,6 +565,76 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
         mouth_diagnosis(model, identities=0)
     with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
         mouth_diagnosis(model, identities=3, k=0)
+
+
+def test_mouth_recall_by_opening_scores_the_evaluations_own_frames(checkpoint, monkeypatch):
+    model = load_trained(checkpoint[0])
+    given = {"diagnosis": [], "evaluation": []}  # the sources each one hands to few_shot
+    for module, name in ((diagnosis, "diagnosis"), (evaluation, "evaluation")):
+        def recording(model, sources, *args, _real=module.few_shot, _log=given[name],
+                      **kwargs):
+            _log.append(sources)
+            return _real(model, sources, *args, **kwargs)
+        monkeypatch.setattr(module, "few_shot", recording)
+    result = mouth_recall_by_opening(model, identities=6)
+    scores = evaluate_feed_forward(model, identities=6, k_values=(8,),
+                                   targets=("same-video",))["same-video"][8]["model"]
+    assert len(given["diagnosis"]) == len(given["evaluation"]) == 6
+    assert all(torch.equal(a, b) for a, b in zip(given["diagnosis"], given["evaluation"]))
+    assert result["frames"] == scores["recall_frames"]["mouth open"] > 0
+    assert result["recall"] == pytest.approx(scores["recall"]["mouth open"], abs=1e-9)
+    assert sum(b["frames"] for b in result["bins"]) == result["frames"] == len(result["gap"])
+    assert result["bins"][-1]["high"] is None  # the last range is open
+    for b in result["bins"]:
+        high = float("inf") if b["high"] is None else b["high"]
+        inside = [h for g, h in zip(result["gap"], result["hit"]) if b["low"] <= g < high]
+        assert b["frames"] == len(inside)
+        assert b["recall"] == (pytest.approx(np.mean(inside)) if inside else None)
+    assert min(result["gap"]) > 0  # a counted target has its lips apart
+    used = [b for b in result["bins"] if b["frames"]]
+    assert all(v.shape == (len(used), 3, 12, 12) for v in result["examples"].values())
+    assert [b["low"] <= g < (b["high"] or float("inf"))
+            for b, g in zip(used, result["example_gaps"])] == [True] * len(used)
+    fig = show_mouth_by_opening(result)
+    assert len(fig.axes) == 1 + 5 * len(used)
+    with pytest.raises(ValueError, match="edges must be increasing"):
+        mouth_recall_by_opening(model, identities=6, edges=(2.0, 1.0))
+    with pytest.raises(ValueError, match="kind must be"):
+        mouth_recall_by_opening(model, identities=6, kind="other")
+    with pytest.raises(ValueError, match="identities"):
+        mouth_recall_by_opening(model, identities=1)
+    with pytest.raises(ValueError, match="needs the result"):
+        show_mouth_by_opening({"bins": result["bins"]})
+
+
+@pytest.mark.parametrize("draws", ["truth", "shut mouth"])
+def test_mouth_recall_by_opening_puts_each_frame_between_shut_and_open(monkeypatch, checkpoint,
+                                                                       draws):
+    model = load_trained(checkpoint[0])
+    test = SynthHeads("test", num_identities=6, num_videos_per_identity=1, frames_per_video=64,
+                      size=32)
+    drawings = []
+    for identity in range(6):
+        pose = evaluation.target_pose(test, identity, "pose-distant")
+        truth, points = test.render(identity, pose, True)
+        drawings.append((points, truth if draws == "truth"
+                         else test.counterfactual(identity, pose, "mouth open")))
+
+    class StandIn:  # draws each target exactly, or with the mouth shut
+        def render(self, landmarks):
+            return next(frames for points, frames in drawings if torch.equal(points, landmarks))
+
+    monkeypatch.setattr(diagnosis, "few_shot", lambda *args, **kwargs: StandIn())
+    result = mouth_recall_by_opening(model, identities=6, kind="pose-distant")
+    assert result["frames"] > 0
+    expected = 1.0 if draws == "truth" else 0.0
+    assert result["recall"] == expected and set(result["hit"]) == {expected}
+    assert result["position"] == pytest.approx([expected] * result["frames"], abs=1e-5)
+    assert torch.equal(result["examples"]["FF"], result["examples"][
+        "truth" if draws == "truth" else "mouth shut"])
+    # a counted target's landmark image changes when the mouth shuts, and its crop shows it
+    assert min(result["landmark_change"]) > 0
+    assert not torch.equal(result["examples"]["landmarks"], result["examples"]["landmarks shut"])
 
 
 class _GlassesEmbedder(torch.nn.Module):

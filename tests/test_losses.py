@@ -332,6 +332,17 @@ def test_mouth_region_is_the_box_of_lips_and_chin_weighed_by_the_opening():
         mouth_region(torch.zeros(1, 5, 2), 64)
 
 
+def test_inner_lip_gap_is_how_far_the_inner_lips_are_apart():
+    from fewshot_th.losses import inner_lip_gap
+
+    faces = torch.cat([_face(gap) for gap in (0.0, 0.7, 3.0)])
+    assert inner_lip_gap(faces).tolist() == pytest.approx([0.0, 0.7, 3.0], abs=1e-6)
+    moved = faces + torch.tensor([5.0, -3.0])  # the same faces elsewhere in the frame
+    assert torch.allclose(inner_lip_gap(moved), inner_lip_gap(faces), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(B, 68, 2\)"):
+        inner_lip_gap(torch.zeros(68, 2))
+
+
 def test_the_mouth_term_counts_only_the_mouth_region_and_needs_the_landmarks():
     real = torch.rand(1, 3, 64, 64)
     points = _face(4.0)
