@@ -637,6 +637,21 @@ def test_mouth_recall_by_opening_puts_each_frame_between_shut_and_open(monkeypat
     assert not torch.equal(result["examples"]["landmarks"], result["examples"]["landmarks shut"])
 
 
+def test_the_mouth_by_opening_script_writes_both_kinds_and_the_figure(checkpoint, tmp_path,
+                                                                      bench_module):
+    script = bench_module("mouth_by_opening")
+    out, figure = tmp_path / "bins.json", tmp_path / "bins.png"
+    script.main(["--checkpoint", str(checkpoint[0]), "--identities", "4", "--out", str(out),
+                 "--figure", str(figure)])
+    written = json.loads(out.read_text())
+    assert written["model"] == str(checkpoint[0]) and written["identities"] == 4
+    for kind in TARGET_KINDS:
+        frames = written[kind]["frames_by_person"]
+        assert written[kind]["frames"] == len(frames["gap"]) == len(frames["landmark_change"])
+        assert sum(b["frames"] for b in written[kind]["bins"]) == written[kind]["frames"]
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 class _GlassesEmbedder(torch.nn.Module):
     """A stand-in E on the test people of ``glasses_diagnosis``: ê[0] is 1 where the K
     sources show glasses (``sees``; a blind one gives 0 always), the rest 0."""
