@@ -652,6 +652,30 @@ def test_the_mouth_by_opening_script_writes_both_kinds_and_the_figure(checkpoint
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_mouth_by_opening_intervention_trains_g_with_each_weighting(checkpoint, tmp_path,
+                                                                        bench_module,
+                                                                        monkeypatch):
+    from fewshot_th import losses
+
+    script = bench_module("mouth_by_opening")
+    read = []  # the OPEN_AT that mouth_region finds while G trains
+    real_region = losses.mouth_region
+
+    def region(points, size):
+        read.append(losses.OPEN_AT)
+        return real_region(points, size)
+
+    monkeypatch.setitem(losses.REGIONS, "mouth", region)
+    recipe = losses.OPEN_AT
+    out = tmp_path / "runs.json"
+    script.main(["--checkpoint", str(checkpoint[0]), "--identities", "4", "--g-steps", "2",
+                 "--open-at", "3", "1", "--train-people", "3", "--out", str(out)])
+    runs = json.loads(out.read_text())["intervention"]
+    assert [(r["open_at_px"], r["seed"], r["steps"]) for r in runs] == [(3, 0, 2), (1, 0, 2)]
+    assert sorted(set(read)) == [1 / 64, 3 / 64] and losses.OPEN_AT == recipe
+    assert all(sum(b["frames"] for b in r["bins"]) > 0 for r in runs)
+
+
 class _GlassesEmbedder(torch.nn.Module):
     """A stand-in E on the test people of ``glasses_diagnosis``: ê[0] is 1 where the K
     sources show glasses (``sees``; a blind one gives 0 always), the rest 0."""
