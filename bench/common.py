@@ -1,5 +1,5 @@
-"""Shared helpers for the benchmarks: timing by median, a description of the machine, and
-writing a study's numbers."""
+"""Shared helpers for the benchmarks: timing by median, a description of the machine, the
+model a study asks about, and writing a study's numbers."""
 
 from __future__ import annotations
 
@@ -59,3 +59,28 @@ def weighted_pixel_step(optimizer, frames, truth, counterfactual, weight: float,
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def add_model_arguments(parser) -> None:
+    """``--pretrained NAME`` (default synthheads-cpu), ``--checkpoint RUN/step-N.json`` or
+    ``--first-model`` (the first shipped model, from the repository's history)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--pretrained", default="synthheads-cpu")
+    which.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
+    which.add_argument("--first-model", action="store_true",
+                       help="the first shipped model, read from the repository's history")
+
+
+def load_model(args):
+    """The model ``add_model_arguments``' options name, and a name for it."""
+    from fewshot_th.pretrained import load_pretrained, load_trained
+
+    if args.first_model:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parents[1] / "book" / "figures"))
+        from make_figures import BLIND_COMMIT, blind_model
+        return blind_model(), f"first shipped model (commit {BLIND_COMMIT})"
+    if args.checkpoint:
+        return load_trained(args.checkpoint), args.checkpoint
+    return load_pretrained(args.pretrained), args.pretrained

@@ -35,20 +35,15 @@ from fewshot_th import losses  # noqa: E402
 from fewshot_th.data import SynthHeads  # noqa: E402
 from fewshot_th.diagnosis import mouth_recall_by_opening, speaking_episode  # noqa: E402
 from fewshot_th.plot import show_mouth_by_opening  # noqa: E402
-from fewshot_th.pretrained import load_pretrained, load_trained  # noqa: E402
 from fewshot_th.tables import TARGET_KINDS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report  # noqa: E402
+from common import add_model_arguments, load_model, report  # noqa: E402
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--pretrained", default="synthheads-cpu")
-    which.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
-    which.add_argument("--first-model", action="store_true",
-                       help="the first shipped model, read from the repository's history")
+    add_model_arguments(parser)
     parser.add_argument("--identities", type=int, default=80, help="held-out people")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--out", help="write the numbers as JSON here")
@@ -62,14 +57,7 @@ def main(argv=None) -> None:
                         help="training people G is trained on in the intervention")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    if args.first_model:
-        sys.path.insert(0, str(Path(__file__).parents[1] / "book" / "figures"))
-        from make_figures import BLIND_COMMIT, blind_model
-        model, name = blind_model(), f"first shipped model (commit {BLIND_COMMIT})"
-    elif args.checkpoint:
-        model, name = load_trained(args.checkpoint), args.checkpoint
-    else:
-        model, name = load_pretrained(args.pretrained), args.pretrained
+    model, name = load_model(args)
     results = {"model": name, "identities": args.identities, "k": args.k}
     for kind in TARGET_KINDS:
         found = mouth_recall_by_opening(model, args.identities, k=args.k, kind=kind)

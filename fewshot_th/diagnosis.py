@@ -11,6 +11,7 @@ import torch
 
 from .checks import is_int, is_integer
 from .data import SynthHeads
+from .data.synthetic import COLOUR_FIELDS
 from .evaluation import (
     FRAMES_PER_VIDEO,
     NUM_TARGETS,
@@ -30,7 +31,8 @@ from .metrics import (
 from .tables import TARGET_KINDS
 
 __all__ = ["method_examples", "SPEAKING", "speaking_episode", "mouth_diagnosis",
-           "MOUTH_GAP_EDGES", "mouth_recall_by_opening",
+           "evaluation_ff_frames", "MOUTH_GAP_EDGES", "mouth_recall_by_opening",
+           "COLOUR_ATTRIBUTES", "colour_recall_by_distance",
            "glasses_episode", "glasses_diagnosis", "glasses_examples", "embedding_detail_gap"]
 
 
@@ -169,6 +171,61 @@ def mouth_diagnosis(model, identities: int = 20, seed: int = 0, k: int = 8) -> d
 
 
 
+def _check_protocol(identities, k, kind) -> None:
+    if not is_int(identities) or identities < 2:
+        raise ValueError(f"identities must be an integer of at least 2, got {identities!r}")
+    if not is_int(k) or not 1 <= k <= FRAMES_PER_VIDEO // 2:
+        raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"kind must be one of {TARGET_KINDS}, got {kind!r}")
+
+
+def _check_edges(edges, what: str) -> tuple[float, ...]:
+    edges = tuple(edges)
+    if not edges or any(not np.isfinite(e) or e <= 0 for e in edges) \
+            or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be increasing positive {what}, got {edges!r}")
+    return edges
+
+
+def evaluation_ff_frames(model, identities: int, seed: int = 0, k: int = 8,
+                         kind: str = "same-video"):
+    """The feed-forward frames of ``evaluate_few_shot(model, identities, seed,
+    k_values=(k,), modes=("ff",), targets=(kind,))``, one person at a time: yields
+    ``(test, identity, pose, truth, points, drawn)`` with the person's target ``pose``, the
+    true frames and their landmarks, and FF's frames (the same sources, drawn with the same
+    random numbers, as the evaluation's)."""
+    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
+                      frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
+                      seed=seed)
+    rng = np.random.default_rng([seed, TARGET_KINDS.index(kind)])  # as evaluate_few_shot's
+    model.eval()
+    for identity in range(identities):
+        pose = target_pose(test, identity, kind)
+        truth, points = test.render(identity, pose, True)
+        sources, source_points = test.render(identity, source_pose(test, identity, kind, k,
+                                                                    rng), True)
+        drawn = few_shot(model, sources, source_points, mode="ff", seed=identity,
+                         progress=False).render(points)
+        yield test, identity, pose, truth, points, drawn
+
+
+def _bins(by: torch.Tensor, hits: torch.Tensor, edges: tuple[float, ...],
+          medians: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """Recall (and the median of each of ``medians``) of the frames whose ``by`` falls in
+    each range ``[0, edges[0])``, ..., ``[edges[-1], inf)`` (``high`` ``None``)."""
+    bounds = (0.0, *edges, float("inf"))
+    bins = []
+    for low, high in zip(bounds, bounds[1:]):
+        inside = (by >= low) & (by < high)
+        count = int(inside.sum())
+        bins.append({"low": low, "high": high if np.isfinite(high) else None, "frames": count,
+                     "recall": float(hits[inside].mean()) if count else None,
+                     **{name: float(values[inside].median()) if count else None
+                        for name, values in (medians or {}).items()}})
+    return bins
+
+
 MOUTH_GAP_EDGES = (1.0, 1.5, 2.0, 3.0)  # inner-lip gaps (px at 64 px) between the bins
 
 
@@ -179,8 +236,8 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
     target's inner lips are.
 
     The frames are exactly those of ``evaluate_few_shot(model, identities, seed,
-    k_values=(k,), modes=("ff",), targets=(kind,))`` (same sources, targets and FF frames), so
-    the overall ``recall`` is its ``recall["mouth open"]``. A target counts where it differs
+    k_values=(k,), modes=("ff",), targets=(kind,))`` (``evaluation_ff_frames``), so the
+    overall ``recall`` is its ``recall["mouth open"]``. A target counts where it differs
     from the same frame with the mouth shut (``SynthHeads.counterfactual``) on at least
     ``attribute_recall``'s 4 pixels. ``edges`` are inner-lip gaps
     (``losses.inner_lip_gap``) in pixels of a 64 px frame, scaled to the model's size.
@@ -200,35 +257,18 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
       around the mouth: ``{"truth", "mouth shut", "FF", "landmarks", "landmarks shut"}``
       each ``(B, 3, h, w)``, with ``example_gaps`` and ``example_hits``.
     """
-    if not is_int(identities) or identities < 2:
-        raise ValueError(f"identities must be an integer of at least 2, got {identities!r}")
-    if not is_int(k) or not 1 <= k <= FRAMES_PER_VIDEO // 2:
-        raise ValueError(f"k must be an integer from 1 to {FRAMES_PER_VIDEO // 2}, got {k!r}")
-    if kind not in TARGET_KINDS:
-        raise ValueError(f"kind must be one of {TARGET_KINDS}, got {kind!r}")
-    edges = tuple(edges)
-    if not edges or any(not np.isfinite(e) or e <= 0 for e in edges) \
-            or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"edges must be increasing positive gaps in pixels, got {edges!r}")
+    _check_protocol(identities, k, kind)
+    edges = _check_edges(edges, "gaps in pixels")
     size = model.config.image_size
     scale = size / 64
-    test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
-                      frames_per_video=FRAMES_PER_VIDEO, size=size, seed=seed)
-    rng = np.random.default_rng([seed, TARGET_KINDS.index(kind)])  # as evaluate_few_shot's
-    model.eval()
     columns = {name: [] for name in ("gap", "hit", "position", "landmark_change", "identity")}
     frames = {name: [] for name in ("truth", "mouth shut", "FF", "landmarks", "landmarks shut",
                                     "points")}
-    for identity in range(identities):
-        pose = target_pose(test, identity, kind)
-        truth, points = test.render(identity, pose, True)
+    for test, identity, pose, truth, points, drawn in evaluation_ff_frames(
+            model, identities, seed, k, kind):
         shut = test.counterfactual(identity, pose, "mouth open")
         drawings = draw_landmarks(points, size)
         shut_drawings = draw_landmarks(test.landmarks(identity, replace(pose, mouth=0.0)), size)
-        sources, source_points = test.render(identity, source_pose(test, identity, kind, k,
-                                                                    rng), True)
-        drawn = few_shot(model, sources, source_points, mode="ff", seed=identity,
-                         progress=False).render(points)
         hit = attribute_recall(drawn, truth, shut)
         change = truth - shut
         region = (change.abs().amax(dim=1, keepdim=True) > 0.03).float()
@@ -250,16 +290,13 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
     if len(columns["hit"]) == 0:
         raise ValueError(f"no {kind} target of the {identities} test people opens the mouth: "
                          "use more identities")
-    bounds = (0.0, *edges, float("inf"))
-    bins, chosen = [], []
-    for low, high in zip(bounds, bounds[1:]):
-        inside = (columns["gap"] >= low) & (columns["gap"] < high)
-        count = int(inside.sum())
-        bins.append({"low": low, "high": high if np.isfinite(high) else None, "frames": count,
-                     "recall": float(columns["hit"][inside].mean()) if count else None,
-                     **{name: float(columns[name][inside].median()) if count else None
-                        for name in ("position", "landmark_change")}})
-        if count:
+    bins = _bins(columns["gap"], columns["hit"], edges,
+                 {name: columns[name] for name in ("position", "landmark_change")})
+    chosen = []
+    for b in bins:
+        if b["frames"]:
+            high = float("inf") if b["high"] is None else b["high"]
+            inside = (columns["gap"] >= b["low"]) & (columns["gap"] < high)
             gaps = columns["gap"].masked_fill(~inside, float("inf"))
             chosen.append(int((gaps - columns["gap"][inside].median()).abs().argmin()))
     chosen = torch.tensor(chosen)
@@ -274,6 +311,57 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
             "frames": len(columns["hit"]), "examples": examples,
             "example_gaps": columns["gap"][chosen].tolist(),
             "example_hits": columns["hit"][chosen].tolist()}
+
+
+COLOUR_ATTRIBUTES = ("hair", "clothes", "skin", "lips", "background")
+COLOUR_DISTANCE_EDGES = (0.05, 0.1, 0.2)  # colour distances between the bins
+
+
+def colour_recall_by_distance(model, identities: int = 80, seed: int = 0, k: int = 8,
+                              kind: str = "same-video",
+                              edges: tuple[float, ...] = COLOUR_DISTANCE_EDGES) -> dict:
+    """How close must two colours be before feed-forward mixes them up? The recall of each
+    colour attribute against how far the counterfactual's colour lies from the person's own.
+
+    The frames are those of ``evaluate_few_shot`` as in ``mouth_recall_by_opening``
+    (``evaluation_ff_frames``); the counterfactual is ``SynthHeads.counterfactual``'s, the
+    person drawn with the next test person's colour, so the overall recall of an attribute
+    is the evaluation's. The distance is the largest difference of one RGB channel between
+    the two colours (in [0, 1]; the largest over both of the background's two colours).
+    Returns ``{attribute: {"distance", "hit", "identity" (per counted frame), "bins",
+    "recall", "frames"}}`` for each of ``COLOUR_ATTRIBUTES``, the bins as in
+    ``mouth_recall_by_opening`` with the median ``pixels`` on which truth and counterfactual
+    differ."""
+    _check_protocol(identities, k, kind)
+    edges = _check_edges(edges, "colour distances")
+    columns = {name: {key: [] for key in ("distance", "hit", "pixels", "identity")}
+               for name in COLOUR_ATTRIBUTES}
+    for test, identity, pose, truth, _, drawn in evaluation_ff_frames(model, identities, seed,
+                                                                       k, kind):
+        own, theirs = test.attributes(identity), test.attributes((identity + 1) % identities)
+        for name in COLOUR_ATTRIBUTES:
+            counterfactual = test.counterfactual(identity, pose, name)
+            hit = attribute_recall(drawn, truth, counterfactual)
+            counted = ~hit.isnan()
+            pixels = ((truth - counterfactual).abs().amax(dim=1) > 0.03).flatten(1).sum(1)
+            distance = max(float(np.abs(own[field] - theirs[field]).max())
+                           for field in COLOUR_FIELDS[name])
+            column = columns[name]
+            column["distance"].append(torch.full((int(counted.sum()),), distance))
+            column["hit"].append(hit[counted])
+            column["pixels"].append(pixels[counted].float())
+            column["identity"].append(torch.full((int(counted.sum()),), identity))
+    result = {}
+    for name, column in columns.items():
+        column = {key: torch.cat(value) for key, value in column.items()}
+        result[name] = {
+            "distance": column["distance"].tolist(), "hit": column["hit"].tolist(),
+            "identity": column["identity"].long().tolist(),
+            "bins": _bins(column["distance"], column["hit"], edges,
+                          {"pixels": column["pixels"]}),
+            "recall": float(column["hit"].mean()) if len(column["hit"]) else None,
+            "frames": len(column["hit"])}
+    return result
 
 
 def glasses_episode(test: SynthHeads, identity: int, k: int = 8, per_person: int = 4) -> dict:

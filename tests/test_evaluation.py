@@ -10,6 +10,8 @@ from fewshot_th import diagnosis, evaluation
 from fewshot_th.config import cpu, tiny, training
 from fewshot_th.data import COUNTERFACTUALS, SynthHeads
 from fewshot_th.diagnosis import (
+    COLOUR_ATTRIBUTES,
+    colour_recall_by_distance,
     embedding_detail_gap,
     glasses_diagnosis,
     glasses_episode,
@@ -674,6 +676,55 @@ def test_the_mouth_by_opening_intervention_trains_g_with_each_weighting(checkpoi
     assert [(r["open_at_px"], r["seed"], r["steps"]) for r in runs] == [(3, 0, 2), (1, 0, 2)]
     assert sorted(set(read)) == [1 / 64, 3 / 64] and losses.OPEN_AT == recipe
     assert all(sum(b["frames"] for b in r["bins"]) > 0 for r in runs)
+
+
+def test_colour_recall_by_distance_sorts_the_evaluations_colour_recall(checkpoint):
+    model = load_trained(checkpoint[0])
+    result = colour_recall_by_distance(model, identities=6, edges=(0.1, 0.3))
+    scores = evaluate_feed_forward(model, identities=6, k_values=(8,),
+                                   targets=("same-video",))["same-video"][8]["model"]
+    test = SynthHeads("test", num_identities=6, num_videos_per_identity=1, frames_per_video=64,
+                      size=32)
+    assert list(result) == list(COLOUR_ATTRIBUTES)
+    for name, found in result.items():
+        assert found["frames"] == scores["recall_frames"][name] > 0, name
+        assert found["recall"] == pytest.approx(scores["recall"][name], abs=1e-9), name
+        assert sum(b["frames"] for b in found["bins"]) == found["frames"]
+        assert [b["high"] for b in found["bins"]] == [0.1, 0.3, None]
+        for b in found["bins"]:
+            high = float("inf") if b["high"] is None else b["high"]
+            inside = [h for d, h in zip(found["distance"], found["hit"]) if b["low"] <= d < high]
+            assert b["frames"] == len(inside)
+            assert b["recall"] == (pytest.approx(np.mean(inside)) if inside else None)
+    # person 5's skin against person 0's (the next one, around the end)
+    skin = result["skin"]
+    fifth = [d for d, i in zip(skin["distance"], skin["identity"]) if i == 5]
+    expected = np.abs(test.attributes(5)["skin"] - test.attributes(0)["skin"]).max()
+    assert fifth and fifth == pytest.approx([expected] * len(fifth))
+    with pytest.raises(ValueError, match="edges must be increasing positive colour"):
+        colour_recall_by_distance(model, identities=6, edges=(0.0,))
+
+
+def test_the_colour_by_distance_script_writes_every_colour_and_the_closest_misses(
+        checkpoint, tmp_path, bench_module, monkeypatch):
+    script = bench_module("colour_by_distance")
+    shown = []
+    real_show = script.show_images
+    monkeypatch.setattr(script, "show_images",
+                        lambda images, titles, **kw: shown.append(titles) or real_show(
+                            images, titles, **kw))
+    out, figure = tmp_path / "colours.json", tmp_path / "colours.png"
+    script.main(["--checkpoint", str(checkpoint[0]), "--identities", "4", "--out", str(out),
+                 "--figure", str(figure)])
+    written = json.loads(out.read_text())["same-video"]
+    assert list(written) == list(COLOUR_ATTRIBUTES)
+    missed = [name for name, found in written.items() if 0 in found["hit"]]
+    assert missed  # two training steps: the tiny model misses some colour
+    # one row (truth, other colour, FF) for each colour with a miss
+    assert sorted(t for t in shown[0] if t.endswith(": truth")) == sorted(
+        f"{name}: truth" for name in missed)
+    assert len(shown[0]) == 3 * len(missed)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 class _GlassesEmbedder(torch.nn.Module):

@@ -33,8 +33,8 @@ ONE_SIDED_DETAILS = ("streak", "earring", "mark")
 # another person.
 COUNTERFACTUALS = ("mouth open", "glasses", "hair", "clothes", "skin", "lips", "background",
                    *ONE_SIDED_DETAILS)
-_COLOUR_FIELDS = {"hair": ("hair",), "clothes": ("clothing",), "skin": ("skin",),
-                  "lips": ("lips",), "background": ("background_top", "background_bottom")}
+COLOUR_FIELDS = {"hair": ("hair",), "clothes": ("clothing",), "skin": ("skin",),
+                 "lips": ("lips",), "background": ("background_top", "background_bottom")}
 FRAME_STEP_SECONDS = 0.12  # time between frames: every third frame of a 25 fps video
 
 
@@ -426,7 +426,7 @@ class SynthHeads(torch.utils.data.Dataset):
                              "has only one identity")
         theirs = self.attributes(other)
         return self.render(identity, pose, attributes={name: theirs[name]
-                                                       for name in _COLOUR_FIELDS[attribute]})
+                                                       for name in COLOUR_FIELDS[attribute]})
 
     def landmarks(self, identity: int, pose: Pose) -> torch.Tensor:
         """Only the 68 landmarks of ``identity`` in ``pose``, without drawing the frames (many
