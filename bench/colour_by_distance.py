@@ -16,7 +16,6 @@ the truth, the counterfactual (the other person's colour) and FF's frame.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from fewshot_th.metrics import attribute_recall  # noqa: E402
 from fewshot_th.plot import show_images  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_model_arguments, load_model, report  # noqa: E402
+from common import load_model, report, study_parser  # noqa: E402
 
 
 def span(bin_: dict) -> str:
@@ -60,11 +59,7 @@ def closest_misses(model, found: dict, args):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    parser.add_argument("--identities", type=int, default=80, help="held-out people")
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--out", help="write the numbers as JSON here")
+    parser = study_parser(__doc__)
     parser.add_argument("--figure", help="draw the closest missed frame of each colour (PNG)")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -61,18 +61,27 @@ def weighted_pixel_step(optimizer, frames, truth, counterfactual, weight: float,
     optimizer.step()
 
 
-def add_model_arguments(parser) -> None:
-    """``--pretrained NAME`` (default synthheads-cpu), ``--checkpoint RUN/step-N.json`` or
-    ``--first-model`` (the first shipped model, from the repository's history)."""
+def study_parser(doc: str):
+    """The options of a study of one model on the evaluation's held-out people: which model
+    (``--pretrained NAME``, default synthheads-cpu; ``--checkpoint RUN/step-N.json``; or
+    ``--first-model``, the first shipped model from the repository's history),
+    ``--identities`` (80), ``--k`` (8) and ``--out``. Returns the argparse parser."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--pretrained", default="synthheads-cpu")
     which.add_argument("--checkpoint", help="a training checkpoint (.json) instead")
     which.add_argument("--first-model", action="store_true",
                        help="the first shipped model, read from the repository's history")
+    parser.add_argument("--identities", type=int, default=80, help="held-out people")
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--out", help="write the numbers as JSON here")
+    return parser
 
 
 def load_model(args):
-    """The model ``add_model_arguments``' options name, and a name for it."""
+    """The model ``study_parser``'s options name, and a name for it."""
     from fewshot_th.pretrained import load_pretrained, load_trained
 
     if args.first_model:

@@ -21,7 +21,6 @@ slight parting more), and each ``--seeds`` seed; then the same-video bins again.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -38,15 +37,11 @@ from fewshot_th.plot import show_mouth_by_opening  # noqa: E402
 from fewshot_th.tables import TARGET_KINDS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_model_arguments, load_model, report  # noqa: E402
+from common import load_model, report, study_parser  # noqa: E402
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    parser.add_argument("--identities", type=int, default=80, help="held-out people")
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--out", help="write the numbers as JSON here")
+    parser = study_parser(__doc__)
     parser.add_argument("--figure", help="draw the same-video bins and examples here (PNG)")
     parser.add_argument("--g-steps", type=int, default=0,
                         help="also train G alone this many steps for each --open-at")
