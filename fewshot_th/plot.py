@@ -424,8 +424,8 @@ def show_mouth_by_opening(result: dict, title: str | None = None):
     if not bins or any(len(examples.get(name, ())) != len(bins) for name in rows):
         raise ValueError("show_mouth_by_opening needs the result of mouth_recall_by_opening "
                          "(bins with frames and one example of each)")
-    fig = plt.figure(figsize=(4.6 + 1.1 * len(bins), 5.2))
-    grid = fig.add_gridspec(len(rows), 1 + len(bins), width_ratios=[3.6] + [1] * len(bins))
+    fig = plt.figure(figsize=(3.4 + 1.25 * len(bins), 5.6))
+    grid = fig.add_gridspec(len(rows), 1 + len(bins), width_ratios=[2.6] + [1] * len(bins))
     ax = fig.add_subplot(grid[:, 0])
     labels = [f">= {b['low']:g}" if b["high"] is None else f"{b['low']:g}-{b['high']:g}"
               for b in bins]
@@ -439,7 +439,7 @@ def show_mouth_by_opening(result: dict, title: str | None = None):
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylim(0, 1.3)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_xlabel("inner lips apart (px at 64 px); frames in the bars")
+    ax.set_xlabel("inner lips apart (px at 64 px)\nframes in the bars")
     ax.set_ylabel("mouth-open recall")
     ax.legend(fontsize=7, loc="upper center", ncol=2, handlelength=1.2, columnspacing=0.8)
     if title:
