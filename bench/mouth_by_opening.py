@@ -58,7 +58,7 @@ def main(argv=None) -> None:
         found = mouth_recall_by_opening(model, args.identities, k=args.k, kind=kind)
         examples = found.pop("examples")
         results[kind] = {key: found[key] for key in ("recall", "frames", "bins")}
-        results[kind]["frames_by_person"] = {
+        results[kind]["per_frame"] = {
             "gap": [round(g, 4) for g in found["gap"]], "hit": found["hit"],
             "position": [round(p, 4) for p in found["position"]],
             "landmark_change": [round(c, 2) for c in found["landmark_change"]],
@@ -96,7 +96,9 @@ def intervene(model, args) -> list[dict]:
             trained.generator.load_state_dict(G.state_dict())
             found = mouth_recall_by_opening(trained, args.identities, k=args.k)
             runs.append({"open_at_px": open_at, "seed": seed, "steps": args.g_steps,
-                         "recall": found["recall"], "bins": found["bins"]})
+                         "recall": found["recall"], "bins": found["bins"],
+                         "per_frame": {"gap": [round(g, 4) for g in found["gap"]],
+                                       "hit": found["hit"], "identity": found["identity"]}})
             print(f"open at {open_at:g} px, seed {seed}: recall {found['recall']:.3f}, by gap "
                   + ", ".join(f"{b['recall']:.2f}" for b in found["bins"] if b["frames"]),
                   flush=True)

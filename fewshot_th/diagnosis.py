@@ -210,18 +210,20 @@ def evaluation_ff_frames(model, identities: int, seed: int = 0, k: int = 8,
         yield test, identity, pose, truth, points, drawn
 
 
-def _bins(by: torch.Tensor, hits: torch.Tensor, edges: tuple[float, ...],
-          medians: dict[str, torch.Tensor] | None = None) -> list[dict]:
-    """Recall (and the median of each of ``medians``) of the frames whose ``by`` falls in
-    each range ``[0, edges[0])``, ..., ``[edges[-1], inf)`` (``high`` ``None``)."""
+def _bins(by: torch.Tensor, hits: torch.Tensor, people: torch.Tensor,
+          edges: tuple[float, ...], medians: dict[str, torch.Tensor] | None = None) -> list[dict]:
+    """Recall, the number of frames and of ``people`` (each frame's person), and the median
+    of each of ``medians``, of the frames whose ``by`` falls in each range ``[0, edges[0])``,
+    ..., ``[edges[-1], inf)`` (``high`` ``None``)."""
     bounds = (0.0, *edges, float("inf"))
     bins = []
     for low, high in zip(bounds, bounds[1:]):
         inside = (by >= low) & (by < high)
         count = int(inside.sum())
         bins.append({"low": low, "high": high if np.isfinite(high) else None, "frames": count,
+                     "people": len(set(people[inside].tolist())),
                      "recall": float(hits[inside].mean()) if count else None,
-                     **{name: float(values[inside].median()) if count else None
+                     **{name: float(values[inside].float().quantile(0.5)) if count else None
                         for name, values in (medians or {}).items()}})
     return bins
 
@@ -250,8 +252,8 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
       (the sum over its pixels of the largest change of a channel; scaled to a 64 px frame),
       and the person;
     * ``bins``: for each gap range, ``low``, ``high`` (``None`` for the last, open range),
-      ``frames``, ``recall`` and the medians of ``position`` and ``landmark_change``
-      (``None`` where no frame falls in it);
+      ``frames``, ``people`` (how many people those frames show), ``recall`` and the medians
+      of ``position`` and ``landmark_change`` (``None`` where no frame falls in it);
     * ``recall``, ``frames``: over every counted target;
     * ``examples``: for each bin with frames, its frame nearest the bin's median gap, cropped
       around the mouth: ``{"truth", "mouth shut", "FF", "landmarks", "landmarks shut"}``
@@ -290,7 +292,7 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
     if len(columns["hit"]) == 0:
         raise ValueError(f"no {kind} target of the {identities} test people opens the mouth: "
                          "use more identities")
-    bins = _bins(columns["gap"], columns["hit"], edges,
+    bins = _bins(columns["gap"], columns["hit"], columns["identity"], edges,
                  {name: columns[name] for name in ("position", "landmark_change")})
     chosen = []
     for b in bins:
@@ -298,7 +300,7 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
             high = float("inf") if b["high"] is None else b["high"]
             inside = (columns["gap"] >= b["low"]) & (columns["gap"] < high)
             gaps = columns["gap"].masked_fill(~inside, float("inf"))
-            chosen.append(int((gaps - columns["gap"][inside].median()).abs().argmin()))
+            chosen.append(int((gaps - columns["gap"][inside].quantile(0.5)).abs().argmin()))
     chosen = torch.tensor(chosen)
     crop = int(round(24 * scale))
     centres = frames["points"][chosen][:, MOUTH_LANDMARKS].mean(dim=1)
@@ -331,7 +333,8 @@ def colour_recall_by_distance(model, identities: int = 80, seed: int = 0, k: int
     Returns ``{attribute: {"distance", "hit", "identity" (per counted frame), "bins",
     "recall", "frames"}}`` for each of ``COLOUR_ATTRIBUTES``, the bins as in
     ``mouth_recall_by_opening`` with the median ``pixels`` on which truth and counterfactual
-    differ."""
+    differ. The distance is one number per person, so a bin's ``people`` says how many
+    independent cases its frames are."""
     _check_protocol(identities, k, kind)
     edges = _check_edges(edges, "colour distances")
     columns = {name: {key: [] for key in ("distance", "hit", "pixels", "identity")}
@@ -357,7 +360,7 @@ def colour_recall_by_distance(model, identities: int = 80, seed: int = 0, k: int
         result[name] = {
             "distance": column["distance"].tolist(), "hit": column["hit"].tolist(),
             "identity": column["identity"].long().tolist(),
-            "bins": _bins(column["distance"], column["hit"], edges,
+            "bins": _bins(column["distance"], column["hit"], column["identity"], edges,
                           {"pixels": column["pixels"]}),
             "recall": float(column["hit"].mean()) if len(column["hit"]) else None,
             "frames": len(column["hit"])}

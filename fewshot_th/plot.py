@@ -416,8 +416,8 @@ def show_mouth_by_opening(result: dict, title: str | None = None):
     where the generated frames lie between the shut (0) and the open mouth (1) (dots); on the
     right each range's example, cropped around the mouth: the truth, the same frame with the
     mouth shut, the generated frame, and the landmark images (G's input) of the open and the
-    shut mouth, titled with the gap and whether the generated frame counts as open. Returns
-    the figure."""
+    shut mouth, titled with the gap and whether the generated frame counts as open (FF open)
+    or shut. Returns the figure."""
     bins = [b for b in result.get("bins", ()) if b["frames"]]
     examples = result.get("examples", {})
     rows = ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")
@@ -454,6 +454,6 @@ def show_mouth_by_opening(result: dict, title: str | None = None):
                 cell.set_ylabel(name, fontsize=8)
             if row == 0:
                 gap, hit = result["example_gaps"][column], result["example_hits"][column]
-                cell.set_title(f"{gap:.1f} px: {'open' if hit else 'shut'}", fontsize=8)
+                cell.set_title(f"{gap:.1f} px, FF {'open' if hit else 'shut'}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -589,9 +589,14 @@ def test_mouth_recall_by_opening_scores_the_evaluations_own_frames(checkpoint, m
     assert result["bins"][-1]["high"] is None  # the last range is open
     for b in result["bins"]:
         high = float("inf") if b["high"] is None else b["high"]
-        inside = [h for g, h in zip(result["gap"], result["hit"]) if b["low"] <= g < high]
+        inside = [i for i, g in enumerate(result["gap"]) if b["low"] <= g < high]
         assert b["frames"] == len(inside)
-        assert b["recall"] == (pytest.approx(np.mean(inside)) if inside else None)
+        assert b["people"] == len({result["identity"][i] for i in inside})
+        assert b["recall"] == (pytest.approx(np.mean([result["hit"][i] for i in inside]))
+                               if inside else None)
+        if inside:  # the middle of an even count is the mean of the two middle values
+            assert b["position"] == pytest.approx(
+                float(np.median([result["position"][i] for i in inside])), abs=1e-6)
     assert min(result["gap"]) > 0  # a counted target has its lips apart
     used = [b for b in result["bins"] if b["frames"]]
     assert all(v.shape == (len(used), 3, 12, 12) for v in result["examples"].values())
@@ -648,7 +653,7 @@ def test_the_mouth_by_opening_script_writes_both_kinds_and_the_figure(checkpoint
     written = json.loads(out.read_text())
     assert written["model"] == str(checkpoint[0]) and written["identities"] == 4
     for kind in TARGET_KINDS:
-        frames = written[kind]["frames_by_person"]
+        frames = written[kind]["per_frame"]
         assert written[kind]["frames"] == len(frames["gap"]) == len(frames["landmark_change"])
         assert sum(b["frames"] for b in written[kind]["bins"]) == written[kind]["frames"]
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -693,9 +698,11 @@ def test_colour_recall_by_distance_sorts_the_evaluations_colour_recall(checkpoin
         assert [b["high"] for b in found["bins"]] == [0.1, 0.3, None]
         for b in found["bins"]:
             high = float("inf") if b["high"] is None else b["high"]
-            inside = [h for d, h in zip(found["distance"], found["hit"]) if b["low"] <= d < high]
+            inside = [i for i, d in enumerate(found["distance"]) if b["low"] <= d < high]
             assert b["frames"] == len(inside)
-            assert b["recall"] == (pytest.approx(np.mean(inside)) if inside else None)
+            assert b["people"] == len({found["identity"][i] for i in inside})
+            assert b["recall"] == (pytest.approx(np.mean([found["hit"][i] for i in inside]))
+                                   if inside else None)
     # person 5's skin against person 0's (the next one, around the end)
     skin = result["skin"]
     fifth = [d for d, i in zip(skin["distance"], skin["identity"]) if i == 5]
