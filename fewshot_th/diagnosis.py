@@ -210,17 +210,23 @@ def evaluation_ff_frames(model, identities: int, seed: int = 0, k: int = 8,
         yield test, identity, pose, truth, points, drawn
 
 
+def _bin_of(by: torch.Tensor, edges: tuple[float, ...]) -> torch.Tensor:
+    """Each value's range: 0 for ``[0, edges[0])``, ..., ``len(edges)`` for
+    ``[edges[-1], inf)``."""
+    return torch.bucketize(by, torch.tensor(edges, dtype=by.dtype), right=True)
+
+
 def _bins(by: torch.Tensor, hits: torch.Tensor, people: torch.Tensor,
           edges: tuple[float, ...], medians: dict[str, torch.Tensor] | None = None) -> list[dict]:
     """Recall, the number of frames and of ``people`` (each frame's person), and the median
     of each of ``medians``, of the frames whose ``by`` falls in each range ``[0, edges[0])``,
     ..., ``[edges[-1], inf)`` (``high`` ``None``)."""
-    bounds = (0.0, *edges, float("inf"))
+    which = _bin_of(by, edges)
     bins = []
-    for low, high in zip(bounds, bounds[1:]):
-        inside = (by >= low) & (by < high)
+    for index, (low, high) in enumerate(zip((0.0, *edges), (*edges, None))):
+        inside = which == index
         count = int(inside.sum())
-        bins.append({"low": low, "high": high if np.isfinite(high) else None, "frames": count,
+        bins.append({"low": low, "high": high, "frames": count,
                      "people": len(set(people[inside].tolist())),
                      "recall": float(hits[inside].mean()) if count else None,
                      **{name: float(values[inside].float().quantile(0.5)) if count else None
@@ -229,6 +235,7 @@ def _bins(by: torch.Tensor, hits: torch.Tensor, people: torch.Tensor,
 
 
 MOUTH_GAP_EDGES = (1.0, 1.5, 2.0, 3.0)  # inner-lip gaps (px at 64 px) between the bins
+EXAMPLE_ROWS = ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")
 
 
 def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int = 8,
@@ -264,8 +271,8 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
     size = model.config.image_size
     scale = size / 64
     columns = {name: [] for name in ("gap", "hit", "position", "landmark_change", "identity")}
-    frames = {name: [] for name in ("truth", "mouth shut", "FF", "landmarks", "landmarks shut",
-                                    "points")}
+    crop = int(round(24 * scale))  # every counted frame kept only as a crop around the mouth
+    crops = {name: [] for name in EXAMPLE_ROWS}
     for test, identity, pose, truth, points, drawn in evaluation_ff_frames(
             model, identities, seed, k, kind):
         shut = test.counterfactual(identity, pose, "mouth open")
@@ -283,31 +290,26 @@ def mouth_recall_by_opening(model, identities: int = 80, seed: int = 0, k: int =
         columns["landmark_change"].append((drawings - shut_drawings).abs().amax(dim=1)
                                           .flatten(1).sum(1)[counted] / scale ** 2)
         columns["identity"].append(torch.full((int(counted.sum()),), identity))
-        for name, value in (("truth", truth), ("mouth shut", shut), ("FF", drawn),
-                            ("landmarks", drawings), ("landmarks shut", shut_drawings),
-                            ("points", points)):
-            frames[name].append(value[counted])
+        centres = points[counted][:, MOUTH_LANDMARKS].mean(dim=1)
+        corners = (centres - crop / 2).round().long().clamp(0, size - crop).tolist()
+        for name, images in zip(EXAMPLE_ROWS, (truth, shut, drawn, drawings, shut_drawings)):
+            crops[name] += [image[:, y:y + crop, x:x + crop]
+                            for image, (x, y) in zip(images[counted], corners)]
     columns = {name: torch.cat(value) for name, value in columns.items()}
-    frames = {name: torch.cat(value) for name, value in frames.items()}
     if len(columns["hit"]) == 0:
         raise ValueError(f"no {kind} target of the {identities} test people opens the mouth: "
                          "use more identities")
     bins = _bins(columns["gap"], columns["hit"], columns["identity"], edges,
                  {name: columns[name] for name in ("position", "landmark_change")})
-    chosen = []
-    for b in bins:
+    which, chosen = _bin_of(columns["gap"], edges), []
+    for index, b in enumerate(bins):  # each bin's frame nearest its median gap
         if b["frames"]:
-            high = float("inf") if b["high"] is None else b["high"]
-            inside = (columns["gap"] >= b["low"]) & (columns["gap"] < high)
-            gaps = columns["gap"].masked_fill(~inside, float("inf"))
-            chosen.append(int((gaps - columns["gap"][inside].quantile(0.5)).abs().argmin()))
+            gaps = columns["gap"].masked_fill(which != index, float("inf"))
+            chosen.append(int((gaps - columns["gap"][which == index].quantile(0.5))
+                              .abs().argmin()))
     chosen = torch.tensor(chosen)
-    crop = int(round(24 * scale))
-    centres = frames["points"][chosen][:, MOUTH_LANDMARKS].mean(dim=1)
-    corners = (centres - crop / 2).round().long().clamp(0, size - crop)
-    examples = {name: torch.stack([frames[name][i, :, y:y + crop, x:x + crop]
-                                   for i, (x, y) in zip(chosen.tolist(), corners.tolist())])
-                for name in ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")}
+    examples = {name: torch.stack([crops[name][i] for i in chosen.tolist()])
+                for name in EXAMPLE_ROWS}
     return {**{name: value.tolist() for name, value in columns.items()},
             "bins": bins, "recall": float(columns["hit"].mean()),
             "frames": len(columns["hit"]), "examples": examples,

@@ -420,8 +420,8 @@ def show_mouth_by_opening(result: dict, title: str | None = None):
     or shut. Returns the figure."""
     bins = [b for b in result.get("bins", ()) if b["frames"]]
     examples = result.get("examples", {})
-    rows = ("truth", "mouth shut", "FF", "landmarks", "landmarks shut")
-    if not bins or any(len(examples.get(name, ())) != len(bins) for name in rows):
+    rows = tuple(examples)  # truth, mouth shut, FF and the two landmark images, in order
+    if not bins or not rows or any(len(examples[name]) != len(bins) for name in rows):
         raise ValueError("show_mouth_by_opening needs the result of mouth_recall_by_opening "
                          "(bins with frames and one example of each)")
     fig = plt.figure(figsize=(3.4 + 1.25 * len(bins), 5.6))

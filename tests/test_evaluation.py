@@ -569,6 +569,21 @@ def test_mouth_diagnosis_tells_a_model_that_opens_the_mouth_from_one_that_does_n
         mouth_diagnosis(model, identities=3, k=0)
 
 
+def _check_bins(bins, by, hits, people):
+    """The bins partition the frames by ``by``; each one's frames, people and recall are
+    those of its frames. Returns each bin's frame indices."""
+    insides = []
+    for b in bins:
+        high = float("inf") if b["high"] is None else b["high"]
+        inside = [i for i, value in enumerate(by) if b["low"] <= value < high]
+        assert b["frames"] == len(inside)
+        assert b["people"] == len({people[i] for i in inside})
+        assert b["recall"] == (pytest.approx(np.mean([hits[i] for i in inside]))
+                               if inside else None)
+        insides.append(inside)
+    return insides
+
+
 def test_mouth_recall_by_opening_scores_the_evaluations_own_frames(checkpoint, monkeypatch):
     model = load_trained(checkpoint[0])
     given = {"diagnosis": [], "evaluation": []}  # the sources each one hands to few_shot
@@ -587,13 +602,8 @@ def test_mouth_recall_by_opening_scores_the_evaluations_own_frames(checkpoint, m
     assert result["recall"] == pytest.approx(scores["recall"]["mouth open"], abs=1e-9)
     assert sum(b["frames"] for b in result["bins"]) == result["frames"] == len(result["gap"])
     assert result["bins"][-1]["high"] is None  # the last range is open
-    for b in result["bins"]:
-        high = float("inf") if b["high"] is None else b["high"]
-        inside = [i for i, g in enumerate(result["gap"]) if b["low"] <= g < high]
-        assert b["frames"] == len(inside)
-        assert b["people"] == len({result["identity"][i] for i in inside})
-        assert b["recall"] == (pytest.approx(np.mean([result["hit"][i] for i in inside]))
-                               if inside else None)
+    insides = _check_bins(result["bins"], result["gap"], result["hit"], result["identity"])
+    for b, inside in zip(result["bins"], insides):
         if inside:  # the middle of an even count is the mean of the two middle values
             assert b["position"] == pytest.approx(
                 float(np.median([result["position"][i] for i in inside])), abs=1e-6)
@@ -696,13 +706,7 @@ def test_colour_recall_by_distance_sorts_the_evaluations_colour_recall(checkpoin
         assert found["recall"] == pytest.approx(scores["recall"][name], abs=1e-9), name
         assert sum(b["frames"] for b in found["bins"]) == found["frames"]
         assert [b["high"] for b in found["bins"]] == [0.1, 0.3, None]
-        for b in found["bins"]:
-            high = float("inf") if b["high"] is None else b["high"]
-            inside = [i for i, d in enumerate(found["distance"]) if b["low"] <= d < high]
-            assert b["frames"] == len(inside)
-            assert b["people"] == len({found["identity"][i] for i in inside})
-            assert b["recall"] == (pytest.approx(np.mean([found["hit"][i] for i in inside]))
-                                   if inside else None)
+        _check_bins(found["bins"], found["distance"], found["hit"], found["identity"])
     # person 5's skin against person 0's (the next one, around the end)
     skin = result["skin"]
     fifth = [d for d, i in zip(skin["distance"], skin["identity"]) if i == 5]
