@@ -195,6 +195,7 @@ def evaluation_ff_frames(model, identities: int, seed: int = 0, k: int = 8,
     ``(test, identity, pose, truth, points, drawn)`` with the person's target ``pose``, the
     true frames and their landmarks, and FF's frames (the same sources, drawn with the same
     random numbers, as the evaluation's)."""
+    _check_protocol(identities, k, kind)
     test = SynthHeads("test", num_identities=identities, num_videos_per_identity=1,
                       frames_per_video=FRAMES_PER_VIDEO, size=model.config.image_size,
                       seed=seed)

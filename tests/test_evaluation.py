@@ -620,6 +620,8 @@ def test_mouth_recall_by_opening_scores_the_evaluations_own_frames(checkpoint, m
         mouth_recall_by_opening(model, identities=6, kind="other")
     with pytest.raises(ValueError, match="identities"):
         mouth_recall_by_opening(model, identities=1)
+    with pytest.raises(ValueError, match="k must be an integer from 1 to 32"):
+        next(diagnosis.evaluation_ff_frames(model, identities=6, k=33))
     with pytest.raises(ValueError, match="needs the result"):
         show_mouth_by_opening({"bins": result["bins"]})
 
